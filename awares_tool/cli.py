@@ -1,0 +1,244 @@
+"""The ``awares`` command line: crop sets, crops, overlays, token accounting and questions.
+
+Every command prints plain text by default and one JSON object with ``--json``, so scripts can use it.
+Errors that users cause exit with code 2 and a one-line message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+from .errors import AwaresError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Look where it matters: low-res views and on-demand high-res crops for vision-language models.",
+)
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def _guard(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except AwaresError as e:
+        _fail(str(e))
+    except ValueError as e:  # bad option values (sizes, specs)
+        _fail(str(e))
+
+
+def _parse_size(size: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size must look like 1024x768, got {size!r}") from None
+    if w < 1 or h < 1:
+        raise ValueError(f"--size must be positive, got {size!r}")
+    return w, h
+
+
+def _split(regions: Optional[str]) -> list[str] | None:
+    if regions is None:
+        return None
+    names = [r.strip() for r in regions.split(",") if r.strip()]
+    if not names:
+        raise ValueError("--regions is empty; give names like 0,4")
+    return names
+
+
+@app.command()
+def regions(
+    size: str = typer.Option(..., "--size", help="Image size as WIDTHxHEIGHT, e.g. 1024x768."),
+    crop_set: str = typer.Option("awares9", "--set", help="Crop set: awares9, readme, grid:3x3, or a JSON/YAML file."),
+    as_json: bool = typer.Option(False, "--json", help="Print {name: [left, top, right, bottom]} as JSON."),
+) -> None:
+    """Print the boxes of a crop set for an image size."""
+    from .crops import get_crop_set
+
+    def run() -> None:
+        w, h = _parse_size(size)
+        cs = get_crop_set(crop_set)
+        boxes = cs.boxes(w, h)
+        if as_json:
+            typer.echo(json.dumps({k: list(v) for k, v in boxes.items()}))
+            return
+        desc = {r.name: r.description for r in cs.regions}
+        for name, box in boxes.items():
+            typer.echo(f"{name:>6}  {str(box):<28} {desc.get(name, '')}")
+
+    _guard(run)
+
+
+@app.command()
+def crop(
+    image: str = typer.Argument(..., help="Image path."),
+    regions_: str = typer.Option(..., "--regions", help="Comma-separated region names, e.g. 0,4."),
+    out: Path = typer.Option(..., "--out", help="Folder for the crops."),
+    crop_set: str = typer.Option("awares9", "--set", help="Crop set name or file."),
+    fmt: str = typer.Option("png", "--format", help="png or jpg."),
+) -> None:
+    """Write high-resolution crops cut from the original pixels and print their paths."""
+    from .crops import get_crop_set
+    from .images import open_image
+
+    def run() -> None:
+        names = _split(regions_) or []
+        src = open_image(image)
+        cs = get_crop_set(crop_set)
+        boxes = {n: cs.box(n, *src.size) for n in names}  # validate every name before writing anything
+        out.mkdir(parents=True, exist_ok=True)
+        stem = Path(image).stem if Path(image).exists() else src.id
+        for name, box in boxes.items():
+            path = out / f"{stem}_crop-{name.replace('/', '_')}.{fmt}"
+            src.crop(box).save(path)
+            typer.echo(str(path))
+
+    _guard(run)
+
+
+@app.command()
+def show(
+    image: str = typer.Argument(..., help="Image path."),
+    out: Path = typer.Option(..., "--out", help="PNG file to write."),
+    regions_: Optional[str] = typer.Option(None, "--regions", help="Only these regions (default: the whole set)."),
+    highlight: Optional[str] = typer.Option(None, "--highlight", help="Regions to highlight as fetched."),
+    crop_set: str = typer.Option("awares9", "--set", help="Crop set name or file."),
+) -> None:
+    """Draw the crop set (or the chosen regions) over the image."""
+    from .crops import get_crop_set
+    from .images import open_image
+    from .overlay import draw_overlay
+
+    def run() -> None:
+        src = open_image(image)
+        cs = get_crop_set(crop_set)
+        pic = draw_overlay(src.image, cs, _split(regions_), highlight=_split(highlight) or ())
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pic.save(out)
+        typer.echo(str(out))
+
+    _guard(run)
+
+
+@app.command()
+def tokens(
+    image: str = typer.Argument(..., help="Image path (or WIDTHxHEIGHT)."),
+    family: str = typer.Option("qwen2.5-vl", "--family", help="Model family, e.g. qwen2.5-vl, qwen3-vl, llava-next."),
+    crop_set: str = typer.Option("awares9", "--set", help="Crop set name or file."),
+    lowres: Optional[str] = typer.Option(None, "--lowres", help="Low-res policy: 0.5, 512px, tokens:FAMILY:N."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Visual tokens at full resolution, of the low-res view and of each crop, and the RTR of each choice."""
+    from .tokens import token_report
+
+    def run() -> None:
+        if Path(image).exists():
+            from .images import open_image
+
+            w, h = open_image(image).size
+        else:
+            w, h = _parse_size(image)
+        rep = token_report(w, h, family, crop_set=crop_set, lowres=lowres)
+        if as_json:
+            typer.echo(rep.model_dump_json())
+            return
+        typer.echo(f"image {w}x{h}, family {rep.family}")
+        typer.echo(f"  full resolution      {rep.full:>7} tokens  RTR 1.000")
+        typer.echo(f"  low-res view {rep.lowres_size[0]}x{rep.lowres_size[1]:<6} {rep.lowres:>7} tokens  RTR {rep.rtr_lowres:.3f}")
+        for name, n in rep.crops.items():
+            typer.echo(f"  + crop {name:<14} {n:>7} tokens  RTR {rep.rtr_with_crop[name]:.3f}")
+
+    _guard(run)
+
+
+@app.command()
+def ask(
+    image: str = typer.Argument(..., help="Image path."),
+    question: str = typer.Argument(..., help="The question."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="transformers:PATH, llamacpp:GGUF, openai:URL#MODEL."),
+    mmproj: Optional[str] = typer.Option(None, "--mmproj", help="Projector GGUF for llamacpp backends."),
+    mode: str = typer.Option("awares", "--mode", help="awares, lowres, fullres, all_crops, full_on_request."),
+    crop_set: Optional[str] = typer.Option(None, "--set", help="Crop set (default: the model's)."),
+    lowres: Optional[str] = typer.Option(None, "--lowres", help="Low-res policy (default: the model's)."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Decoding limit per turn."),
+    show: Optional[Path] = typer.Option(None, "--show", help="Also write the overlay of the fetched crops here."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON."),
+) -> None:
+    """Answer a question about an image, fetching high-res crops only where the model asks."""
+    from .backends import resolve_backend
+    from .loop import crop_on_demand
+
+    def run() -> None:
+        options = {"mmproj": mmproj} if mmproj else {}
+        be = resolve_backend(backend, **options)
+        res = crop_on_demand(
+            image, question, backend=be, mode=mode, crop_set=crop_set, lowres=lowres,  # type: ignore[arg-type]
+            max_new_tokens=max_new_tokens,
+        )
+        if show is not None:
+            _write_overlay(image, res, show)
+        if as_json:
+            typer.echo(res.model_dump_json(indent=2))
+            return
+        _print_result(res)
+
+    _guard(run)
+
+
+def _write_overlay(image: str, res: Any, path: Path) -> None:
+    from .crops import get_crop_set
+    from .images import open_image
+    from .overlay import draw_overlay
+
+    src = open_image(image)
+    fetched = [r for r in res.regions if r != "all"]
+    title = f"{res.question}  ->  {res.answer}  (RTR {res.rtr:.2f})" if res.rtr is not None else res.question
+    pic = draw_overlay(src.image, get_crop_set(res.crop_set or None), fetched or [], highlight=fetched, title=title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pic.save(path)
+
+
+def _print_result(res: Any) -> None:
+    typer.echo(f"question: {res.question}")
+    typer.echo(f"answer:   {res.answer}" + ("" if res.answered else "   (no final answer)"))
+    fetched = ", ".join(res.regions) or "none (answered from the low-res view)"
+    typer.echo(f"regions:  {fetched}" + ("   (forced to answer)" if res.forced_answer else ""))
+    led = res.tokens
+    if led.rtr is not None:
+        typer.echo(f"tokens:   {led.spent} visual tokens vs {led.full} at full resolution -> RTR {led.rtr:.3f}"
+                   f" ({led.source}); pixel ratio {led.pixel_ratio:.3f}")
+    else:
+        typer.echo(f"tokens:   unknown for this backend; pixel ratio {led.pixel_ratio:.3f}")
+    turns = "  ".join(f"turn {t.turn}: prefill {t.prefill_s:.3f}s decode {t.decode_s:.3f}s" for t in res.timings)
+    typer.echo(f"time:     {res.wall_s:.3f}s total  {turns}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("out/demo"), "--out", help="Folder for the pictures."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Backend spec (default: the embedded model)."),
+) -> None:
+    """Run the embedded default model on a shipped example image (no download)."""
+    from .demo import run_demo
+
+    _guard(lambda: run_demo(out, backend=backend, echo=typer.echo))
+
+
+def main() -> None:
+    """Entry point of the ``awares`` console script."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

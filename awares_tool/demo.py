@@ -1,0 +1,80 @@
+"""``awares demo`` / ``make demo``: the main job on a shipped example image, with no download.
+
+With the embedded default model available it asks a question that needs a high-res crop and one that does
+not, prints answer, regions fetched, RTR and time, and writes the crop overlay. Without a model backend
+(no ``hf`` extra installed) it still shows the crop engine: the crop set over the image, the crops and the
+token ledger.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from .crops import get_crop_set
+from .errors import BackendUnavailableError, MissingExtraError
+from .images import open_image
+from .overlay import draw_overlay
+
+__all__ = ["run_demo", "demo_assets"]
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+def demo_assets() -> tuple[Path, list[dict[str, Any]]]:
+    """The shipped demo image and its questions (each with ``question``, ``answer``, ``needs_crop``)."""
+    spec = json.loads((ASSETS / "demo.json").read_text())
+    return ASSETS / spec["image"], spec["questions"]
+
+
+def run_demo(out: Path, *, backend: str | None = None, echo: Callable[[str], Any] = print) -> list[Any]:
+    """Run the demo and return the results (empty when no model could be used)."""
+    from .loop import crop_on_demand
+
+    image, questions = demo_assets()
+    out.mkdir(parents=True, exist_ok=True)
+    src = open_image(image)
+    echo(f"image: {image.name} ({src.size[0]}x{src.size[1]})")
+    try:
+        from .backends import resolve_backend
+
+        be = resolve_backend(backend)
+    except (BackendUnavailableError, MissingExtraError) as e:
+        echo(f"no model backend available ({e}); showing the crop engine only")
+        return _crop_engine_demo(src, out, echo)
+    results = []
+    for i, q in enumerate(questions):
+        res = crop_on_demand(src, q["question"], backend=be)
+        fetched = [r for r in res.regions if r != "all"]
+        ok = res.answer.strip().lower() == str(q["answer"]).lower()
+        echo("")
+        echo(f"Q: {res.question}")
+        echo(f"A: {res.answer}   ({'correct' if ok else 'expected ' + str(q['answer'])})")
+        echo(f"   regions fetched: {', '.join(res.regions) or 'none: answered from the low-res view'}")
+        if res.tokens.rtr is not None:
+            echo(f"   visual tokens: {res.tokens.spent} of {res.tokens.full} at full resolution, RTR {res.tokens.rtr:.2f}")
+        echo(f"   time: {res.wall_s:.2f}s")
+        title = f"{res.question} -> {res.answer}"
+        pic = draw_overlay(src.image, get_crop_set(res.crop_set), fetched or [], highlight=fetched, title=title)
+        path = out / f"demo_q{i + 1}_overlay.png"
+        pic.save(path)
+        echo(f"   overlay: {path}")
+        results.append(res)
+    return results
+
+
+def _crop_engine_demo(src: Any, out: Path, echo: Callable[[str], Any]) -> list[Any]:
+    from .lowres import make_lowres_view, parse_lowres
+    from .tokens import token_report
+
+    cs = get_crop_set("awares9")
+    path = out / "demo_crop_set.png"
+    draw_overlay(src.image, cs, title="awares9 crop set").save(path)
+    make_lowres_view(src, parse_lowres(None)).save(out / "demo_lowres.png")
+    rep = token_report(*src.size, "qwen2.5-vl")
+    echo(f"crop set overlay: {path}")
+    echo(f"Qwen2.5-VL visual tokens: full {rep.full}, low-res {rep.lowres} (RTR {rep.rtr_lowres:.2f})")
+    for name, rtr_value in rep.rtr_with_crop.items():
+        echo(f"  low-res + crop {name}: RTR {rtr_value:.2f}")
+    return []

@@ -1,0 +1,21 @@
+"""A tiny Qwen2.5-VL trained from random weights on synthetic data: the package's offline default model.
+
+Stages (each resumable, each a CLI):
+
+* ``python -m awares_train.tiny.train_base --out DIR``: dense vision pre-training (stage A), then
+  VQA without a system prompt on full, crop and low-res views (stage B).
+* ``python -m awares_train.tiny.train_awares --base DIR --out DIR``: AwaRes trajectories (answer from the
+  low-res view or request one quadrant crop, then answer), keeping the baselines alive.
+
+The prompts below are written into the model card (``awares.json``), which the inference loop reads.
+"""
+
+from __future__ import annotations
+
+SYSTEM_PROMPT = (
+    "Answer in one word. If you need to read small text, reply GET_CROPS: ['k'] with region k: "
+    "0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right, 4 center, 5 top, 6 bottom, 7 left, 8 right."
+)
+CROPS_TURN_TEXT = "Crop {regions} at full resolution. Answer the question."
+IMAGE_SIZE = 448
+LOWRES_FACTOR = 0.5

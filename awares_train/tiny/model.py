@@ -1,0 +1,116 @@
+"""Tokenizer, processor and model config of the tiny Qwen2.5-VL (built from scratch, offline)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from awares_train.tiny import CROPS_TURN_TEXT, SYSTEM_PROMPT
+
+__all__ = ["QWEN_SPECIALS", "vision_config", "build_tokenizer", "build_processor", "build_model", "MIN_PIXELS",
+           "MAX_PIXELS"]
+
+logger = logging.getLogger(__name__)
+
+QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+                 "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
+                 "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
+QWEN_ADDED = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<think>", "</think>"]
+# Qwen2's pre-tokenizer regex: digits are split one per token, which keeps codes easy to copy.
+QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+# Image budget: 448x448 keeps 256 tokens (not downscaled); 224x224 gives 64; min keeps tiny crops valid.
+MIN_PIXELS = 56 * 56
+MAX_PIXELS = 28 * 28 * 1024
+VISION = dict(depth=4, hidden_size=128, intermediate_size=256, num_heads=4, out_hidden_size=256, patch_size=14,
+              temporal_patch_size=2, spatial_merge_size=2, window_size=112, fullatt_block_indexes=[1, 3])
+TEXT = dict(hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=2)
+
+
+def vision_config() -> Any:
+    """The vision tower config (128 wide x 4 blocks; fullatt indexes overridden for the shallow depth)."""
+    from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLVisionConfig
+
+    return Qwen2_5_VLVisionConfig(**VISION)
+
+
+def _corpus() -> list[str]:
+    from awares_train.data.synthetic import COLORS, QUESTIONS, SHAPES
+
+    lines = [SYSTEM_PROMPT, CROPS_TURN_TEXT]
+    for r in ["0", "1", "2", "3", "4", "5", "6", "7", "8", "all"]:
+        lines += [f"GET_CROPS: ['{r}']", CROPS_TURN_TEXT.format(regions=r)]
+    for s in SHAPES:
+        lines.append(QUESTIONS["color"].format(shape=s))
+    for c in COLORS:
+        lines.append(QUESTIONS["shape"].format(color=c))
+    lines += [QUESTIONS["code"], QUESTIONS["count"], "zero one two three", "assistant user system",
+              "The answer is 0123456789. Describe the image."]
+    return lines * 20 + list(COLORS) * 20 + list(SHAPES) * 20
+
+
+def build_tokenizer(vocab_size: int = 512) -> Any:
+    """Byte-level BPE with Qwen specials, trained in-process on our prompts; TRL's qwen3_vl template."""
+    import trl
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    tok.train_from_iterator(_corpus(), trainer=trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=list(QWEN_SPECIALS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   bos_token=None, unk_token=None, padding_side="left")
+    fast.add_special_tokens({"additional_special_tokens": list(QWEN_SPECIALS)})
+    fast.add_tokens(list(QWEN_ADDED))
+    # TRL recognises templates by exact string: use its qwen3_vl.jinja byte for byte.
+    fast.chat_template = (Path(trl.__file__).parent / "chat_templates" / "qwen3_vl.jinja").read_text()
+    return fast
+
+
+def build_processor(tokenizer: Any) -> Any:
+    """Image-only Qwen2.5-VL processor (no torchvision needed) with our pixel budget."""
+    from transformers import Qwen2_5_VLProcessor
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from awares_tool.backends.hf_processors import image_only_processor_class, torchvision_usable
+
+    ip = Qwen2VLImageProcessorPil(size={"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS})
+    if torchvision_usable():  # pragma: no cover - not on the reference machine
+        from transformers import Qwen2VLVideoProcessor
+
+        return Qwen2_5_VLProcessor(image_processor=ip, tokenizer=tokenizer, video_processor=Qwen2VLVideoProcessor(),
+                                   chat_template=tokenizer.chat_template)
+    cls = image_only_processor_class(Qwen2_5_VLProcessor)
+    return cls(image_processor=ip, tokenizer=tokenizer, chat_template=tokenizer.chat_template)
+
+
+def build_model(tokenizer: Any) -> Any:
+    """Random-init Qwen2.5-VL sized for CPU training (~4.4 M parameters)."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    c = tokenizer.convert_tokens_to_ids
+    head_dim = TEXT["hidden_size"] // TEXT["num_attention_heads"]
+    s = head_dim // 2  # mrope_section must sum to head_dim / 2
+    sec = [s - 2 * (s * 3 // 8), s * 3 // 8, s * 3 // 8]
+    cfg = Qwen2_5_VLConfig(
+        vision_config=dict(VISION),
+        text_config=dict(vocab_size=len(tokenizer), max_position_embeddings=2048, **TEXT,
+                         rope_parameters=dict(rope_type="default", rope_theta=10000.0, mrope_section=sec),
+                         bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id),
+        image_token_id=c("<|image_pad|>"), video_token_id=c("<|video_pad|>"),
+        vision_start_token_id=c("<|vision_start|>"), vision_end_token_id=c("<|vision_end|>"),
+        tie_word_embeddings=True)
+    cfg._attn_implementation = "sdpa"
+    model = Qwen2_5_VLForConditionalGeneration(cfg)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.bos_token_id = None
+    return model
