@@ -338,6 +338,11 @@ def _header_orientation(im: Image.Image) -> int:
             exif = Image.Exif()
             exif.load(raw)
             return int(exif.get(_ORIENTATION_TAG, 1))
+        if im.format == "TIFF":
+            # Pillow 13 orients TIFFs itself: .size is already upright and load() transposes.
+            tags = getattr(im, "tag_v2", {})
+            if im.size != (tags.get(256), tags.get(257)):
+                return 1
         return int(im.getexif().get(_ORIENTATION_TAG, 1))
     except (*_DECODE_ERRORS, TypeError):
         return 1

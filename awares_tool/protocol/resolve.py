@@ -77,8 +77,15 @@ def _positive_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
 
-def check_options(on_unknown: str, on_too_many: str, bbox_mode: str, max_crops: int | None,
-                   bbox_units: BboxUnits | None, image_size: tuple[int, int] | None) -> None:
+def check_options(
+    on_unknown: str,
+    on_too_many: str,
+    bbox_mode: str,
+    max_crops: int | None,
+    bbox_units: BboxUnits | None,
+    image_size: tuple[int, int] | None,
+) -> None:
+    """Refuse impossible parser settings up front (programmer mistakes, so ``ValueError``)."""
     if on_unknown not in ("error", "drop", "full_image"):
         raise ValueError(f"on_unknown must be 'error', 'drop' or 'full_image', got {on_unknown!r}")
     if on_too_many not in ("error", "truncate", "full_image"):
@@ -97,9 +104,34 @@ def check_options(on_unknown: str, on_too_many: str, bbox_mode: str, max_crops: 
         raise ValueError(f"image_size must be (width, height) positive ints, got {image_size!r}")
 
 
-def build_request(found: FoundRequest, crop_set: CropSet, lookup: dict[str, str], max_crops: int | None,
-           on_unknown: OnUnknown, on_too_many: OnTooMany, bbox_units: BboxUnits | None,
-           image_size: tuple[int, int] | None, bbox_mode: BboxMode) -> CropRequest:
+def build_request(
+    found: FoundRequest,
+    crop_set: CropSet,
+    lookup: dict[str, str],
+    max_crops: int | None,
+    on_unknown: OnUnknown,
+    on_too_many: OnTooMany,
+    bbox_units: BboxUnits | None,
+    image_size: tuple[int, int] | None,
+    bbox_mode: BboxMode,
+) -> CropRequest:
+    """Check the names of ``found``, convert its boxes and apply the policies (see ``parse_reply``).
+
+    Args:
+        found: The request as the form detector found it.
+        crop_set: The crop set the names refer to.
+        lookup: Case-folded name -> the set's spelling, for case-insensitive matching.
+        max_crops: As in ``parse_reply``; so are ``on_unknown``, ``on_too_many``, ``bbox_units``,
+            ``image_size`` and ``bbox_mode``.
+
+    Returns:
+        The final request.
+
+    Raises:
+        MalformedRequestError: No region at all, a bad box, or regions mixed with boxes in crop mode.
+        UnknownRegionError: An unknown name with ``on_unknown="error"``.
+        TooManyCropsError: Too many crops with ``on_too_many="error"``.
+    """
     common = {"form": found.form, "raw": found.raw, "preamble": found.preamble}
     names = list(found.names)
     if found.boxes:

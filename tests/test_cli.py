@@ -1,0 +1,110 @@
+"""The ``awares`` command line, run as users run it (typer's runner and a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from typer.testing import CliRunner
+
+from awares_tool.cli import app
+
+runner = CliRunner()
+
+
+def official(w: int, h: int) -> dict[str, list[int]]:
+    """The official evaluation code's formulas, written out independently."""
+    if w < 100 or h < 100:
+        return {n: [0, 0, w, h] for n in [*map(str, range(9)), "all"]}
+    cw, ch = max(100, w // 2), max(100, h // 2)
+    return {
+        "0": [0, 0, cw, ch], "1": [w - cw, 0, w, ch], "2": [0, h - ch, cw, h], "3": [w - cw, h - ch, w, h],
+        "4": [(w - cw) // 2, (h - ch) // 2, (w + cw) // 2, (h + ch) // 2],
+        "5": [0, 0, w, ch], "6": [0, h - ch, w, h], "7": [0, 0, cw, h], "8": [w - cw, 0, w, h], "all": [0, 0, w, h],
+    }
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 5000), st.integers(1, 5000))
+def test_regions_json_matches_official_formulas(w, h):
+    res = runner.invoke(app, ["regions", "--size", f"{w}x{h}", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output) == official(w, h)
+
+
+@pytest.mark.parametrize("size", ["1x1", "99x300", "100x100", "150x199", "199x199", "20000x50"])
+def test_regions_small_and_extreme_sizes(size):
+    w, h = map(int, size.split("x"))
+    res = runner.invoke(app, ["regions", "--size", size, "--json"])
+    assert json.loads(res.output) == official(w, h)
+
+
+def test_regions_table_and_other_sets():
+    res = runner.invoke(app, ["regions", "--size", "300x300", "--set", "grid:3x3"])
+    assert res.exit_code == 0 and "r2c2" in res.output
+    bad = runner.invoke(app, ["regions", "--size", "axb"])
+    assert bad.exit_code == 2 and "--size" in bad.output
+
+
+def test_crop_writes_original_pixels(tmp_path):
+    img = Image.new("RGB", (400, 300), "white")
+    img.paste((0, 0, 255), (200, 0, 400, 150))
+    path = tmp_path / "in.png"
+    img.save(path)
+    res = runner.invoke(app, ["crop", str(path), "--regions", "1,4", "--out", str(tmp_path / "crops")])
+    assert res.exit_code == 0, res.output
+    paths = res.output.split()
+    assert len(paths) == 2
+    top_right = Image.open(paths[0])
+    assert top_right.size == (200, 150) and top_right.getpixel((10, 10)) == (0, 0, 255)
+
+
+def test_crop_rejects_unknown_region_before_writing(tmp_path):
+    path = tmp_path / "in.png"
+    Image.new("RGB", (400, 300)).save(path)
+    res = runner.invoke(app, ["crop", str(path), "--regions", "1,zz", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "zz" in res.output
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_crop_bad_image_is_one_line_error(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    res = runner.invoke(app, ["crop", str(bad), "--regions", "0", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    missing = runner.invoke(app, ["show", str(tmp_path / "nope.png"), "--out", str(tmp_path / "o.png")])
+    assert missing.exit_code == 2 and "nope.png" in missing.output
+
+
+def test_show_writes_overlay(tmp_path):
+    path = tmp_path / "in.png"
+    Image.new("RGB", (640, 480), "white").save(path)
+    out = tmp_path / "overlay.png"
+    res = runner.invoke(app, ["show", str(path), "--out", str(out), "--highlight", "3"])
+    assert res.exit_code == 0, res.output
+    pic = Image.open(out)
+    assert pic.size == (640, 480)
+    assert pic.convert("RGB").getpixel((600, 400)) != (255, 255, 255)  # region 3 is tinted
+
+
+def test_tokens_report(tmp_path):
+    res = runner.invoke(app, ["tokens", "1024x768", "--family", "qwen2.5-vl", "--json"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.output)
+    assert rep["full"] == 999 and rep["lowres"] == 252
+    assert rep["rtr_with_crop"]["1"] == pytest.approx((252 + rep["crops"]["1"]) / 999)
+    text = runner.invoke(app, ["tokens", "1024x768", "--family", "qwen3-vl"])
+    assert "RTR" in text.output and "crop 8" in text.output
+
+
+def test_console_script_runs_in_a_subprocess():
+    out = subprocess.run(
+        [sys.executable, "-m", "awares_tool.cli", "regions", "--size", "200x100", "--json"],
+        capture_output=True, text=True, check=True,
+    )
+    assert json.loads(out.stdout)["4"] == [50, 0, 150, 100]

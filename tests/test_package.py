@@ -1,0 +1,55 @@
+"""The package surface: public names, core-only imports, extras hints."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import awares_tool
+
+PUBLIC = {
+    "__version__", "crop_on_demand", "acrop_on_demand", "crop_on_demand_batch", "CropResult", "VLMBackend",
+    "Message", "GenerationSettings", "ModelCard", "ScriptedBackend", "resolve_backend", "CropSet", "get_crop_set",
+    "FULL_IMAGE", "make_lowres_view", "parse_lowres", "draw_overlay", "open_image", "load_image", "SourceImage",
+    "ImageLimits", "ImageStore", "build_system_prompt", "parse_reply", "CropRequest", "FinalAnswer",
+    "count_visual_tokens", "get_family", "rtr", "AwaresError", "ImageError", "RequestError", "BackendError",
+    "MissingExtraError",
+}
+
+
+def test_public_surface_is_pinned():
+    assert set(awares_tool.__all__) == PUBLIC
+    for name in awares_tool.__all__:
+        assert hasattr(awares_tool, name), name
+
+
+def test_core_import_pulls_no_heavy_library():
+    code = (
+        "import sys, awares_tool, awares_tool.cli, awares_tool.demo\n"
+        "heavy = [m for m in ('torch', 'transformers', 'numpy', 'llama_cpp', 'langchain_core', 'mcp', 'trl', 'peft')"
+        " if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"core import pulled in: {out.stdout}"
+
+
+def test_missing_extra_names_the_extra(monkeypatch):
+    import builtins
+
+    from awares_tool.errors import MissingExtraError, require_extra
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *a, **k):
+        if name.startswith("llama_cpp"):
+            raise ImportError("no llama_cpp here")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    try:
+        require_extra("llama_cpp", "llamacpp", package="llama-cpp-python")
+    except MissingExtraError as e:
+        assert "pip install 'awares[llamacpp]'" in str(e) and "llama-cpp-python" in str(e)
+    else:  # pragma: no cover - the import must fail
+        raise AssertionError("expected MissingExtraError")
