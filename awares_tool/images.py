@@ -220,7 +220,11 @@ class SourceImage:
 
     @property
     def id(self) -> str:
-        """Stable content id: the first 16 hex digits of the SHA-256 of the source bytes."""
+        """Stable content id: the first 16 hex digits of a SHA-256.
+
+        Of the encoded source bytes for files, bytes, base64 and URLs; of the RGB pixels and size for
+        PIL images and arrays. Equal content gives equal ids, so ids can key caches and stores.
+        """
         return self._id
 
     @property
@@ -310,12 +314,12 @@ class SourceImage:
         The box is clipped to the image; a box that misses the image entirely is a ``ValueError``.
         """
         left, top, right, bottom = (int(v) for v in box)
+        img = self.image  # decode first: it settles the size if the header's orientation was missing
         w, h = self._size
         left, right = min(max(left, 0), w), min(max(right, 0), w)
         top, bottom = min(max(top, 0), h), min(max(bottom, 0), h)
         if right <= left or bottom <= top:
             raise ValueError(f"crop box {tuple(box)} does not overlap the {w}x{h} image")
-        img = self.image
         with _pillow_guard(self._label):
             return img.crop((left, top, right, bottom))
 

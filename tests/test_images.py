@@ -376,12 +376,55 @@ def test_exif_orientation_6_swaps_size_without_decoding(tmp_path, monkeypatch):
     assert _mean_abs_diff(img, ImageOps.exif_transpose(Image.open(path)).convert("RGB")) < 1
 
 
-def test_exif_orientation_with_draft_resize(tmp_path):
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "WEBP", "BMP"])
+def test_open_reads_only_the_header(fmt, monkeypatch):
+    data = _encode(_split_red_blue((60, 40)), fmt)
+
+    def no_decode(self):
+        raise AssertionError("open_image must not decode pixels")
+
+    with monkeypatch.context() as m:
+        m.setattr(ImageFile.ImageFile, "load", no_decode)
+        m.setattr(type(Image.open(io.BytesIO(data))), "load", no_decode)
+        src = open_image(data)
+        assert src.size == (60, 40) and src.format == fmt
+    assert src.image.size == (60, 40)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF"])
+def test_exif_orientation_in_other_formats_is_known_from_the_header(fmt, monkeypatch):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = _encode(_split_red_blue((60, 40)), fmt, exif=exif.tobytes())
+
+    def no_decode(self):
+        raise AssertionError("open_image and .size must not decode pixels")
+
+    with monkeypatch.context() as m:
+        m.setattr(ImageFile.ImageFile, "load", no_decode)
+        m.setattr(type(Image.open(io.BytesIO(data))), "load", no_decode)
+        src = open_image(data)
+        assert src.size == (40, 60)
+    assert src.image.size == (40, 60) and src.size == (40, 60)
+    assert _near(src.image.getpixel((20, 10)), RED) and _near(src.image.getpixel((20, 50)), BLUE)
+
+
+def test_exif_orientation_with_draft_resize(tmp_path, monkeypatch):
     path = tmp_path / "rot.jpg"
     exif = Image.Exif()
     exif[0x0112] = 6
     _split_red_blue((400, 200)).save(path, quality=95, exif=exif.tobytes())
+    drafted = []
+    real_draft = JpegImageFile.draft
+
+    def spy(self, mode, size):
+        result = real_draft(self, mode, size)
+        drafted.append(self.size)
+        return result
+
+    monkeypatch.setattr(JpegImageFile, "draft", spy)
     low = open_image(path).resized((100, 200))
+    assert drafted == [(200, 100)]  # the draft size is asked in stored (unrotated) orientation
     assert low.size == (100, 200)
     assert _near(low.getpixel((50, 40)), RED) and _near(low.getpixel((50, 160)), BLUE)
 

@@ -227,6 +227,11 @@ def test_plain_answers_stay_final(reply):
     assert out.text == reply.strip()
 
 
+_ARGS_0 = '{"regions": ["0"]}'
+_ARGS_50 = '{"regions": ["5", "0"]}'
+_ARGS_3 = '{"regions": ["3"]}'
+_ARGS_7 = '{"regions": ["7"]}'
+
 # --- function calls --------------------------------------------------------------------------------
 
 
@@ -238,8 +243,8 @@ def test_plain_answers_stay_final(reply):
         {"name": "get_crops", "args": {"regions": ["0", "5"]}, "id": "c1", "type": "tool_call"},  # LangChain
         {"type": "function", "function": {"name": "get_crops", "arguments": '{"regions": ["0", "5"]}'}},
         [
-            {"id": "a", "type": "function", "function": {"name": "get_crops", "arguments": '{"regions": ["0"]}'}},
-            {"id": "b", "type": "function", "function": {"name": "get_crops", "arguments": '{"regions": ["5", "0"]}'}},
+            {"id": "a", "type": "function", "function": {"name": "get_crops", "arguments": _ARGS_0}},
+            {"id": "b", "type": "function", "function": {"name": "get_crops", "arguments": _ARGS_50}},
         ],
         {"name": "get_crops", "arguments": {"regions": [0, 5]}},
     ],
@@ -254,7 +259,9 @@ def test_assistant_message_with_tool_calls_keeps_content_as_preamble():
     message = {
         "role": "assistant",
         "content": "The digits are too small.",
-        "tool_calls": [{"id": "x", "type": "function", "function": {"name": "get_crops", "arguments": '{"regions": ["3"]}'}}],
+        "tool_calls": [
+            {"id": "x", "type": "function", "function": {"name": "get_crops", "arguments": _ARGS_3}}
+        ],
     }
     out = req(message)
     assert out.regions == ["3"] and out.preamble == "The digits are too small."
@@ -262,7 +269,8 @@ def test_assistant_message_with_tool_calls_keeps_content_as_preamble():
 
 
 def test_assistant_message_without_tool_calls_parses_its_content():
-    assert parse_reply({"role": "assistant", "content": " It is red. ", "tool_calls": None}) == FinalAnswer(text="It is red.")
+    message = {"role": "assistant", "content": " It is red. ", "tool_calls": None}
+    assert parse_reply(message) == FinalAnswer(text="It is red.")
     parts = {"role": "assistant", "content": [{"type": "text", "text": "GET_CROPS: ['6']"}]}
     assert req(parts).regions == ["6"]
 
@@ -272,7 +280,7 @@ def test_function_call_json_inside_text():
     out = req(text)
     assert out.form == "function" and out.regions == ["2"]
     assert out.preamble == "I will zoom."
-    wrapped = '{"type": "function", "function": {"name": "get_crops", "arguments": "{\\"regions\\": [\\"7\\"]}"}}'
+    wrapped = json.dumps({"type": "function", "function": {"name": "get_crops", "arguments": _ARGS_7}})
     assert req(wrapped).regions == ["7"]
     args_first = '{"arguments": {"regions": ["8"]}, "name": "get_crops"}'
     assert req(args_first).regions == ["8"]
@@ -366,7 +374,8 @@ def test_zoom_tool_crop_mode_each_unit(units, box, pixels):
 
 
 def test_deepeyes_tool_call_block_and_snap_mode():
-    text = 'Zoom.<tool_call>{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [1100, 600, 1900, 950]}}</tool_call>'
+    call = {"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [1100, 600, 1900, 950]}}
+    text = f"Zoom.<tool_call>{json.dumps(call)}</tool_call>"
     crop = req(text, bbox_units="pixels", image_size=SIZE)
     assert crop.form == "bbox" and crop.boxes == [(1100, 600, 1900, 950)] and crop.preamble == "Zoom."
     snap = req(text, bbox_units="pixels", image_size=SIZE, bbox_mode="snap")

@@ -66,7 +66,11 @@ def test_random_structured_requests_parse_to_exactly_those_names(names, style):
         "openai": [{"type": "function", "function": call}],
         "json_text": json.dumps({"name": "get_crops", "arguments": args}),
         "tool_call": f"<tool_call>\n{json.dumps({'name': 'get_crops', 'arguments': args})}\n</tool_call>",
-        "message": {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": call}]},
+        "message": {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"type": "function", "function": call}],
+        },
     }[style]
     out = parse_reply(reply)
     assert isinstance(out, CropRequest)
@@ -87,8 +91,11 @@ def test_text_without_markers_is_a_final_answer(text):
     assert out == FinalAnswer(text=text.strip())
 
 
+NEAR_GRAMMAR = st.sampled_from(list("GET_CROPSget_crops:[]'\"{}<>/tool_call,0123456789 \nall"))
+
+
 @FAST
-@given(st.text(alphabet=st.sampled_from(list("GET_CROPSget_crops:[]'\"{}<>/tool_call,0123456789 \nall")), max_size=200))
+@given(st.text(alphabet=NEAR_GRAMMAR, max_size=200))
 def test_garbage_near_the_grammar_raises_only_awares_errors(text):
     try:
         parse_reply(text, max_crops=3, on_unknown="error", on_too_many="error")
@@ -100,7 +107,9 @@ def test_garbage_near_the_grammar_raises_only_awares_errors(text):
 @given(st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(
-        st.sampled_from(["name", "arguments", "function", "regions", "bbox_2d", "tool_calls", "content", "x"]),
+        st.sampled_from(
+            ["name", "arguments", "function", "regions", "bbox_2d", "tool_calls", "content", "x"]
+        ),
         children, max_size=4),
     max_leaves=20,
 ))

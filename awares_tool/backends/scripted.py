@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Sequence
 from ..errors import BackendError
 from .base import Generation, GenerationSettings, Message, ModelCard, Timings, Usage
 
-__all__ = ["ScriptedBackend"]
+__all__ = ["ScriptedBackend", "ReplayBackend"]
 
 Reply = str | Exception
 ReplyFn = Callable[[Sequence[Message]], Reply]
@@ -106,4 +106,40 @@ class ScriptedBackend:
         return [count_visual_tokens(img, self.token_family) for m in messages for img in m.images]
 
     def close(self) -> None:  # nothing to release
+        pass
+
+
+class ReplayBackend:
+    """Run a real model but replace its replies with scripted ones: fixed crop decisions, real cost.
+
+    Benchmarks use it to time a backend on a given decision (no crop, one crop, ...) independently of what
+    a randomly initialised model would say: every call really prefills and decodes with ``inner``, then
+    the reply text is swapped for the next scripted one. The inner backend's ``state`` is passed through, so
+    KV-cache reuse works as in real use (the shared prefix is the prompt, which does not depend on the reply).
+
+    Args:
+        inner: The real backend.
+        replies: Replies used in order, one per call.
+    """
+
+    def __init__(self, inner: Any, replies: Sequence[str]) -> None:
+        self.inner = inner
+        self.replies = list(replies)
+        self.name = f"replay:{getattr(inner, 'name', type(inner).__name__)}"
+        self.token_family = getattr(inner, "token_family", None)
+        self.model_card = getattr(inner, "model_card", None)
+        self._next = 0
+
+    def generate(self, messages, settings, *, state=None, tools=None) -> Generation:
+        gen = self.inner.generate(messages, settings, state=state, tools=tools)
+        if self._next >= len(self.replies):
+            raise BackendError(f"ReplayBackend ran out of replies after {len(self.replies)} calls")
+        reply = self.replies[self._next]
+        self._next += 1
+        return gen.model_copy(update={"text": reply, "tool_calls": [], "state": gen.state})
+
+    def count_image_tokens(self, width: int, height: int) -> int:
+        return self.inner.count_image_tokens(width, height)
+
+    def close(self) -> None:  # the inner backend belongs to the caller
         pass

@@ -9,6 +9,7 @@ re-runs the whole prompt. Other families re-prefill the whole conversation (``ca
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -44,6 +45,9 @@ class _TurnState:
 
     cache: Any
     ids: Any  # 1-D LongTensor of the tokens whose keys/values are in ``cache``
+    # Fingerprint of each image in ``ids``, in order: every image expands to the same placeholder ids, so equal
+    # ids do not prove equal keys/values (a state from another conversation with a same-size image would match).
+    images: tuple[str, ...] = ()
 
 
 class TransformersBackend:
@@ -124,7 +128,10 @@ class TransformersBackend:
         ids = inputs["input_ids"][0]
         with self._lock, torch.inference_mode():
             reusable = (
-                self.reuse_cache and isinstance(state, _TurnState) and self.model_type in _REUSABLE
+                self.reuse_cache
+                and isinstance(state, _TurnState)
+                and self.model_type in _REUSABLE
+                and callable(getattr(state.cache, "get_seq_length", None))
             )
             t0 = time.perf_counter()
             if reusable:
@@ -140,7 +147,13 @@ class TransformersBackend:
         text = self.processor.tokenizer.decode(new, skip_special_tokens=True).strip()
         t_first = clock.first or t_end
         # The cache now holds every token fed to the model: the prompt and all generated tokens but the last.
-        next_state = _TurnState(cache=out.past_key_values, ids=seq[:-1].clone()) if self.reuse_cache else None
+        # transformers 5 names the cache ``cache``; ``past_key_values`` still works there but warns.
+        cache = out.cache if hasattr(out, "cache") else out.past_key_values
+        next_state = (
+            _TurnState(cache=cache, ids=seq[:-1].clone(), images=_image_fingerprints(inputs))
+            if self.reuse_cache
+            else None
+        )
         return Generation(
             text=text,
             finish_reason="stop" if stopped else "length",
@@ -227,11 +240,16 @@ class TransformersBackend:
         n = min(len(state.ids), ids.shape[1] - 1)
         same = (state.ids[:n] == ids[0, :n]).to(torch.int64)
         common = int(same.cumprod(0).sum()) if n else 0
+        common = min(common, self._first_changed_image_start(ids[0], state.images, _image_fingerprints(inputs)))
         if common == 0:
             out, clock = self._generate(inputs, settings, cache=None)
             return out, 0, clock
         cache = state.cache
-        cache.crop(common)
+        # transformers 5 crops by a negative count of tokens to drop (a positive absolute length raises). Measure
+        # the cache itself: it may have grown past ``state.ids`` if this state was already extended once.
+        surplus = cache.get_seq_length() - common
+        if surplus > 0:
+            cache.crop(-surplus)
         base = self.model.model
         types = inputs["mm_token_type_ids"]
         grid = inputs.get("image_grid_thw")
@@ -298,6 +316,16 @@ class TransformersBackend:
                 i += 1
         return (first, count) if first is not None else None
 
+    def _first_changed_image_start(self, ids: Any, old: tuple[str, ...], new: tuple[str, ...]) -> int:
+        """Position of the first image token whose image differs from the cached turn's (or ``len(ids)``)."""
+        k = next((i for i, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old), len(new)))
+        if k >= len(old):  # every cached image is unchanged; later images are new tokens anyway
+            return len(ids)
+        positions = (ids == self._image_token_id).nonzero().flatten().tolist()
+        merge = self._merge_size()
+        before = sum(int(fp.split(":", 1)[0]) // (merge * merge) for fp in new[:k])
+        return positions[before] if before < len(positions) else len(ids)
+
     def _merge_size(self) -> int:
         vc = getattr(self.model.config, "vision_config", None)
         return int(getattr(vc, "spatial_merge_size", 2) or 2)
@@ -318,6 +346,23 @@ class TransformersBackend:
             elif src:
                 ids.update(int(i) for i in src)
         return ids
+
+
+def _image_fingerprints(inputs: Any) -> tuple[str, ...]:
+    """``"<patches>:<sha1>"`` per image of a Qwen-VL batch (grid and pixels), in prompt order."""
+    grid = inputs.get("image_grid_thw")
+    if grid is None:
+        return ()
+    pixels = inputs["pixel_values"]
+    out: list[str] = []
+    start = 0
+    for g in grid:
+        rows = int(g.prod())
+        digest = hashlib.sha1(str(g.tolist()).encode())
+        digest.update(pixels[start:start + rows].detach().float().cpu().contiguous().numpy().tobytes())
+        out.append(f"{rows}:{digest.hexdigest()}")
+        start += rows
+    return tuple(out)
 
 
 class _FirstTokenClock:

@@ -1,0 +1,203 @@
+"""``awares-mcp``: the AwaRes tools as an MCP server (official ``mcp`` SDK 2.x, extra ``mcp``).
+
+Tools: ``list_regions``, ``view_image`` (low-res view as image content + image id), ``get_crops``
+(high-res crops as image contents) and ``ask_image`` (the whole AwaRes loop with the server's
+backend). Every tool is a thin conversion of :class:`~awares_tool.adapters.common.ImageService`,
+which owns the security policy (allowed roots, URL policy, limits). A failing call comes back as an
+``is_error`` result with the reason, never as a crashed server.
+
+Run it::
+
+    awares-mcp --root ~/images                        # stdio, for Claude Desktop / Cursor / VS Code
+    awares-mcp --root ~/images --transport http --port 8765 --token "$SECRET"
+
+Logs go to stderr only: on stdio, stdout carries the protocol.
+"""
+
+import argparse
+import hmac
+import logging
+import os
+import sys
+from typing import Annotated, Any
+
+from awares_tool.adapters.common import (
+    AdapterConfig,
+    AskResult,
+    CropsResult,
+    ImageRef,
+    ImageService,
+    Question,
+    RegionNames,
+    RegionsResult,
+    ViewResult,
+)
+from awares_tool.errors import AwaresError, require_extra
+from awares_tool.images import ImageLimits
+
+__all__ = ["build_server", "build_http_app", "main", "TOKEN_ENV"]
+
+logger = logging.getLogger(__name__)
+
+TOKEN_ENV = "AWARES_MCP_TOKEN"
+"""Environment variable holding the bearer token for HTTP (preferred over ``--token`` on shared hosts)."""
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def build_server(service: ImageService, *, name: str = "awares") -> Any:
+    """An ``MCPServer`` exposing ``service`` as the four AwaRes tools.
+
+    Args:
+        service: Roots, limits, crop set and backend of this server.
+        name: The server name clients show.
+
+    Returns:
+        A ``mcp.server.mcpserver.MCPServer``; call ``.run()`` or serve :func:`build_http_app`.
+    """
+    require_extra("mcp.server.mcpserver", "mcp", package="mcp")
+    from mcp.server.mcpserver import Image, MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+    from mcp_types import CallToolResult, TextContent, ToolAnnotations
+
+    server = MCPServer(
+        name,
+        instructions="Look at an image cheaply: call view_image first, then get_crops only for the regions whose "
+        "detail you need (or ask_image to have a vision model answer a question).",
+    )
+    read_only = ToolAnnotations(read_only_hint=True, open_world_hint=service.config.limits.allow_urls)
+
+    def run(fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except AwaresError as e:  # an anticipated failure: the model reads the reason
+            raise ToolError(str(e)) from e
+
+    def list_regions() -> RegionsResult:
+        return service.regions()
+
+    def view_image(image: ImageRef) -> Annotated[CallToolResult, ViewResult]:
+        out = run(service.view, image)
+        return CallToolResult(
+            content=[TextContent(type="text", text=out.image.caption + f" image_id={out.result.image_id}"),
+                     Image(data=out.image.data, format=service.config.image_format).to_image_content()],
+            structured_content=out.result.model_dump(mode="json"),
+        )
+
+    def get_crops(image: ImageRef, regions: RegionNames) -> Annotated[CallToolResult, CropsResult]:
+        out = run(service.crops, image, regions)
+        content: list[Any] = []
+        for img in out.images:
+            content.append(TextContent(type="text", text=img.caption))
+            content.append(Image(data=img.data, format=service.config.image_format).to_image_content())
+        return CallToolResult(content=content, structured_content=out.result.model_dump(mode="json"))
+
+    def ask_image(image: ImageRef, question: Question) -> AskResult:
+        return run(service.ask, image, question)
+
+    for fn in (list_regions, view_image, get_crops, ask_image):
+        server.add_tool(fn, description=service.describe(fn.__name__), annotations=read_only)
+    return server
+
+
+def build_http_app(server: Any, *, token: str | None = None, host: str = "127.0.0.1", path: str = "/mcp") -> Any:
+    """The streamable-HTTP ASGI app of ``server``, behind a bearer-token check when ``token`` is set."""
+    app = server.streamable_http_app(streamable_http_path=path, host=host)
+    return _BearerAuth(app, token) if token else app
+
+
+class _BearerAuth:
+    """Plain ASGI middleware: every HTTP request must carry ``Authorization: Bearer <token>``.
+
+    The SDK's own auth is OAuth (issuer, token verifier); a shared secret is what a local or
+    single-user deployment needs, so it is checked here in constant time before the SDK sees the request.
+    """
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            got = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(got, self._expected):
+                body = b'{"error": "missing or wrong bearer token"}'
+                await send({"type": "http.response.start", "status": 401, "headers": [
+                    (b"content-type", b"application/json"), (b"www-authenticate", b"Bearer"),
+                    (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="awares-mcp", description="Serve the AwaRes image tools (view_image, get_crops, ask_image) over MCP."
+    )
+    p.add_argument("--root", action="append", default=[], metavar="DIR",
+                   help="folder whose images may be opened (repeatable); nothing outside the roots is readable")
+    p.add_argument("--transport", choices=("stdio", "http"), default="stdio",
+                   help="stdio (for desktop clients) or streamable HTTP")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default loopback only)")
+    p.add_argument("--port", type=int, default=8765, help="HTTP port")
+    p.add_argument("--path", default="/mcp", help="HTTP endpoint path")
+    p.add_argument("--token", default=None,
+                   help=f"bearer token required on HTTP (default: ${TOKEN_ENV}; none means no auth)")
+    p.add_argument("--allow-urls", action="store_true",
+                   help="allow http(s) image URLs (public hosts only, size and time limited)")
+    p.add_argument("--backend", default=None,
+                   help="backend spec for ask_image, e.g. transformers:PATH (default: the embedded model)")
+    p.add_argument("--crop-set", default="awares9", help="crop set name or file")
+    p.add_argument("--lowres", default=None, help="low-res policy, e.g. 0.5 or 512px (default: half each side)")
+    p.add_argument("--max-pixels", type=int, default=50_000_000, help="refuse images with more pixels")
+    p.add_argument("--max-mb", type=float, default=64.0, help="refuse image files larger than this (MiB)")
+    p.add_argument("--max-crops", type=int, default=4, help="most regions per get_crops call")
+    p.add_argument("--send-max-pixels", type=int, default=1_605_632,
+                   help="downscale every returned image to at most this many pixels")
+    p.add_argument("--store-mb", type=int, default=512, help="memory budget of the image store (MiB)")
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``awares-mcp``."""
+    args = _parser().parse_args(argv)
+    # Configure stderr logging before the SDK does (its basicConfig then leaves ours alone):
+    # on stdio, anything written to stdout would corrupt the protocol stream.
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from awares_tool.store import ImageStore
+
+    try:
+        limits = ImageLimits(max_pixels=args.max_pixels, max_bytes=int(args.max_mb * 1024 * 1024),
+                             allow_urls=args.allow_urls)
+        config = AdapterConfig(roots=tuple(args.root), limits=limits, max_crops=args.max_crops,
+                               max_image_pixels=args.send_max_pixels, crop_set=args.crop_set, lowres=args.lowres)
+        service = ImageService(config, store=ImageStore(args.store_mb * 1024 * 1024, limits=limits),
+                               backend=args.backend)
+        server = build_server(service)
+    except (ValueError, AwaresError) as e:
+        print(f"awares-mcp: error: {e}", file=sys.stderr)
+        return 2
+    if not service.roots:
+        logger.warning("no --root given: file paths are refused, only %s",
+                       "URLs can be opened" if args.allow_urls else "nothing can be opened")
+    if args.transport == "stdio":
+        logger.info("awares-mcp on stdio, roots: %s", ", ".join(map(str, service.roots)) or "none")
+        server.run("stdio")
+        return 0
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    if args.host not in _LOOPBACK and not token:
+        logger.warning("serving on %s without a bearer token: anyone who can reach it can read the roots",
+                       args.host)
+    import uvicorn
+
+    app = build_http_app(server, token=token, host=args.host, path=args.path)
+    logger.info("awares-mcp on http://%s:%d%s (auth: %s), roots: %s", args.host, args.port, args.path,
+                "bearer token" if token else "none", ", ".join(map(str, service.roots)) or "none")
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
