@@ -139,7 +139,14 @@ class ReplayBackend:
         return gen.model_copy(update={"text": reply, "tool_calls": [], "state": gen.state})
 
     def count_image_tokens(self, width: int, height: int) -> int:
-        return self.inner.count_image_tokens(width, height)
+        counter = getattr(self.inner, "count_image_tokens", None)
+        if callable(counter):
+            return int(counter(width, height))
+        if not self.token_family:
+            raise BackendError(f"{self.name} cannot count visual tokens (no token family)")
+        from ..tokens import get_family
+
+        return get_family(self.token_family).count(width, height)
 
     def close(self) -> None:  # the inner backend belongs to the caller
         pass
