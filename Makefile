@@ -27,7 +27,7 @@ $(VENV)/.demo-deps: pyproject.toml | $(BIN)/python
 
 # Everything the tests exercise.
 $(VENV)/.test-deps: pyproject.toml $(VENV)/.demo-deps
-	$(PIP) -e ".[hf,train,dev]"
+	$(PIP) -e ".[hf,train,dev,langchain,mcp]"
 	touch $@
 
 demo: $(VENV)/.demo-deps

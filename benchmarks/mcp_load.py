@@ -1,0 +1,192 @@
+"""Load test of ``awares-mcp`` over streamable HTTP on 127.0.0.1 (needs the ``mcp`` extra).
+
+Starts the real server (the same ``build_server`` as ``awares-mcp``, plus a ``noop`` tool that
+returns at once) in a child process on a free loopback port, then runs N concurrent MCP clients
+that call ``get_crops`` and ``noop`` alternately until both have been called ``--calls`` times or
+``--max-seconds`` have passed. It prints p50/p99 latency and the error count of each tool, the
+``get_crops``/``noop`` latency ratio (what crops cost beyond the protocol), and the server's RSS
+after warm-up and at the end (memory growth). Only loopback traffic; nothing else is contacted.
+
+    python benchmarks/mcp_load.py                      # 32 clients, 2,000 calls of each tool
+    python benchmarks/mcp_load.py --clients 8 --calls 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TOKEN = "bench-token"
+
+
+def serve(root: str, port: int) -> None:
+    """Child process: the awares MCP server plus a no-op tool, on 127.0.0.1:port."""
+    import logging
+
+    import uvicorn
+
+    from awares_tool.adapters.common import AdapterConfig, ImageService
+    from awares_tool.adapters.mcp_server import build_http_app, build_server
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    server = build_server(ImageService(AdapterConfig(roots=(Path(root),))))
+
+    def noop() -> str:
+        """Return 'ok' at once: the protocol's own cost, for comparison."""
+        return "ok"
+
+    server.add_tool(noop)
+    app = build_http_app(server, token=TOKEN)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def _rss_mib(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    try:
+        import psutil
+
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except Exception:  # noqa: BLE001 - memory is reported as unknown rather than failing the run
+        return float("nan")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _client(url: str, budget: dict[str, int], deadline: float, lat: dict[str, list[float]],
+                  errors: dict[str, int]) -> None:
+    import httpx2
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    calls = [("get_crops", {"image": "bench.png", "regions": ["3"]}), ("noop", {})]
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as http:
+        async with streamable_http_client(url, http_client=http) as (read, write), \
+                ClientSession(read, write) as session:
+            await session.initialize()
+            i = 0
+            while time.monotonic() < deadline:
+                name, args = calls[i % 2]
+                i += 1
+                if budget[name] <= 0:
+                    if all(v <= 0 for v in budget.values()):
+                        return
+                    continue
+                budget[name] -= 1
+                t0 = time.perf_counter()
+                try:
+                    res = await session.call_tool(name, args)
+                    if res.is_error:
+                        errors[name] += 1
+                except Exception:  # noqa: BLE001 - a failed call is counted, the client goes on
+                    errors[name] += 1
+                lat[name].append(time.perf_counter() - t0)
+
+
+async def _run(url: str, clients: int, calls: int, max_seconds: float) -> tuple[dict, dict, float]:
+    budget = {"get_crops": calls, "noop": calls}
+    lat: dict[str, list[float]] = {"get_crops": [], "noop": []}
+    errors = {"get_crops": 0, "noop": 0}
+    t0 = time.monotonic()
+    results = await asyncio.gather(
+        *(_client(url, budget, t0 + max_seconds, lat, errors) for _ in range(clients)), return_exceptions=True
+    )
+    failed_clients = [r for r in results if isinstance(r, BaseException)]
+    for r in failed_clients[:3]:
+        print(f"client failed: {type(r).__name__}: {r}", file=sys.stderr)
+    errors["clients"] = len(failed_clients)
+    return lat, errors, time.monotonic() - t0
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if q < 100 else max(values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--clients", type=int, default=32, help="concurrent MCP sessions (max 256)")
+    p.add_argument("--calls", type=int, default=2000, help="calls of each tool (max 100000)")
+    p.add_argument("--max-seconds", type=float, default=240.0, help="stop the load after this long")
+    p.add_argument("--image-size", default="1600x1200", help="WxH of the test image")
+    p.add_argument("--serve", nargs=2, metavar=("ROOT", "PORT"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.serve:
+        serve(args.serve[0], int(args.serve[1]))
+        return 0
+    clients, calls = min(max(1, args.clients), 256), min(max(1, args.calls), 100_000)
+
+    from PIL import Image, ImageDraw
+
+    with tempfile.TemporaryDirectory() as root:
+        w, h = (int(v) for v in args.image_size.split("x"))
+        img = Image.new("RGB", (w, h), "white")
+        draw = ImageDraw.Draw(img)
+        for i in range(0, w, 40):
+            draw.line([(i, 0), (w - i, h)], fill=(i % 255, 80, 160), width=3)
+        img.save(Path(root) / "bench.png")
+
+        port = _free_port()
+        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve", root, str(port)])
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        print("server did not start", file=sys.stderr)
+                        return 1
+                    time.sleep(0.1)
+            url = f"http://127.0.0.1:{port}/mcp"
+            # Warm-up at full concurrency: imports, the first decode, worker threads and their malloc
+            # arenas all settle here, so the RSS difference below is growth under steady load.
+            asyncio.run(_run(url, clients, max(calls // 10, 2 * clients), 60))
+            rss_before = _rss_mib(proc.pid)
+            lat, errors, wall = asyncio.run(_run(url, clients, calls, args.max_seconds))
+            rss_after = _rss_mib(proc.pid)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    done = sum(len(v) for v in lat.values())
+    print(f"awares-mcp load: {clients} clients, {done} calls in {wall:.1f} s ({done / wall:.0f} calls/s), "
+          f"image {w}x{h}, region '3'")
+    print(f"{'tool':<10} {'calls':>6} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8}")
+    for name in ("get_crops", "noop"):
+        v = lat[name]
+        print(f"{name:<10} {len(v):>6} {errors[name]:>6} {_pct(v, 50) * 1e3:>8.1f} {_pct(v, 99) * 1e3:>8.1f}")
+    ratio50 = _pct(lat["get_crops"], 50) / _pct(lat["noop"], 50)
+    ratio99 = _pct(lat["get_crops"], 99) / _pct(lat["noop"], 99)
+    print(f"get_crops / noop latency: p50 x{ratio50:.2f}, p99 x{ratio99:.2f}")
+    print(f"server RSS: {rss_before:.1f} MiB after warm-up -> {rss_after:.1f} MiB after the load "
+          f"({rss_after - rss_before:+.1f} MiB); failed clients: {errors['clients']}")
+    return 1 if any(errors.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

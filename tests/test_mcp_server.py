@@ -1,0 +1,293 @@
+"""awares-mcp: the real server process over stdio and HTTP, the SDK's client, and the Inspector CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("mcp.server.mcpserver")
+from mcp import ClientSession, StdioServerParameters, stdio_client  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from awares_tool.adapters.common import AdapterConfig, ImageService  # noqa: E402
+from awares_tool.adapters.mcp_server import build_server  # noqa: E402
+from awares_tool.backends.scripted import ScriptedBackend  # noqa: E402
+from awares_tool.images import ImageLimits  # noqa: E402
+from test_adapter_common import QUADRANT_COLORS, png_header_only, quadrant_image  # noqa: E402
+
+TOKEN = "test-token-123"
+TOOLS = {"list_regions", "view_image", "get_crops", "ask_image"}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("mcp")
+    root = base / "images"
+    root.mkdir()
+    quadrant_image().save(root / "quad.png")
+    (root / "bomb.png").write_bytes(png_header_only(30000, 30000))
+    (base / "secret.png").write_bytes((root / "quad.png").read_bytes())
+    os.symlink(base / "secret.png", root / "escape.png")
+    return root
+
+
+def _server_args(root: Path, *extra: str) -> list[str]:
+    return ["-m", "awares_tool.adapters.mcp_server", "--root", str(root), *extra]
+
+
+def _env() -> dict[str, str]:
+    repo = str(Path(__file__).resolve().parent.parent)
+    return {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def _text(result: Any) -> str:
+    return " ".join(c.text for c in result.content if c.type == "text")
+
+
+def _crop_pixel(result: Any) -> tuple[int, int, int]:
+    image = next(c for c in result.content if c.type == "image")
+    img = Image.open(io.BytesIO(base64.b64decode(image.data))).convert("RGB")
+    return img.getpixel((img.width // 2, img.height // 2))
+
+
+# Each bad request, and the words its tool error must contain (acceptance list of issue 6).
+BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
+    ("get_crops", {"image": "../../etc/passwd", "regions": ["3"]}, "contains '..'"),
+    ("get_crops", {"image": "escape.png", "regions": ["3"]}, "outside the allowed roots"),
+    ("get_crops", {"image": "/etc/passwd", "regions": ["3"]}, "outside the allowed roots"),
+    ("view_image", {"image": "http://127.0.0.1:9/x.png"}, "127.0.0.1"),
+    ("view_image", {"image": "bomb.png"}, "900,000,000 pixels"),
+    ("get_crops", {"image": "quad.png", "regions": [str(i) for i in range(1000)]}, "at most 4"),
+    ("get_crops", {"image": "quad.png", "regions": ["nine"]}, "unknown region 'nine'"),
+    ("get_crops", {"image": 5, "regions": "x"}, "validation error"),
+    ("get_crops", {}, "Field required"),
+    ("get_crops", {"image": "quad.png", "regions": [None, {"a": 1}]}, "validation error"),
+    ("view_image", {"image": "x" * 5000}, "at most 4096 characters"),
+    ("no_such_tool", {}, "no_such_tool"),
+]
+
+
+async def _check_session(session: Any) -> None:
+    """List the tools, make a good call, then every bad call followed by a good one."""
+    tools = {t.name: t for t in (await session.list_tools()).tools}
+    assert set(tools) == TOOLS
+    assert tools["get_crops"].input_schema["required"] == ["image", "regions"]
+    assert tools["get_crops"].output_schema is not None
+
+    async def good() -> None:
+        res = await session.call_tool("get_crops", {"image": "quad.png", "regions": ["3"]})
+        assert not res.is_error, _text(res)
+        assert _crop_pixel(res) == QUADRANT_COLORS["3"]
+        assert res.structured_content["crops"][0]["box"] == [200, 150, 400, 300]
+
+    await good()
+    for name, args, words in BAD_CALLS:
+        res = await session.call_tool(name, args)
+        assert res.is_error, (name, args)
+        assert words in _text(res), (words, _text(res))
+        await good()  # the server keeps serving
+
+    view = await session.call_tool("view_image", {"image": "quad.png"})
+    assert [c.type for c in view.content] == ["text", "image"]
+    image_id = view.structured_content["image_id"]
+    assert view.structured_content["view_size"] == [200, 150]
+    res = await session.call_tool("get_crops", {"image": image_id, "regions": ["0", "2"]})
+    assert [c.type for c in res.content] == ["text", "image", "text", "image"]
+    regions = await session.call_tool("list_regions", {})
+    assert regions.structured_content["max_crops"] == 4
+    assert [r["name"] for r in regions.structured_content["regions"]][-1] == "all"
+
+
+def test_acceptance_in_process(root: Path) -> None:
+    """The same checks through the SDK's in-memory client: fast enough for every run."""
+    from mcp import Client
+
+    server = build_server(ImageService(AdapterConfig(roots=(root,), limits=ImageLimits(allow_urls=True))))
+
+    async def run() -> None:
+        async with Client(server) as client:
+            await _check_session(client)
+
+    asyncio.run(run())
+
+
+@pytest.mark.slow
+def test_stdio_server_process(root: Path) -> None:
+    params = StdioServerParameters(command=sys.executable, args=_server_args(root, "--allow-urls", "--log-level",
+                                                                             "WARNING"), env=_env())
+
+    async def run() -> None:
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            await _check_session(session)
+
+    asyncio.run(run())
+
+
+def test_ask_image_in_process(root: Path) -> None:
+    from mcp import Client
+
+    backend = ScriptedBackend(lambda msgs: "yellow" if len(msgs) > 2 else "GET_CROPS: ['3']")
+    server = build_server(ImageService(AdapterConfig(roots=(root,)), backend=backend))
+
+    async def run() -> None:
+        async with Client(server) as client:
+            res = await client.call_tool("ask_image", {"image": "quad.png", "question": "Colour at bottom-right?"})
+            assert not res.is_error, _text(res)
+            assert res.structured_content["answer"] == "yellow"
+            assert res.structured_content["regions"] == ["3"] and 0 < res.structured_content["rtr"] < 1
+            failing = build_server(ImageService(AdapterConfig(roots=(root,)), backend=ScriptedBackend([])))
+            async with Client(failing) as bad:
+                res = await bad.call_tool("ask_image", {"image": "quad.png", "question": "?"})
+                assert res.is_error and "ran out of replies" in _text(res)
+
+    asyncio.run(run())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def http_server(root: Path):
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, *_server_args(root, "--transport", "http", "--port", str(port), "--token", TOKEN,
+                                       "--log-level", "WARNING")],
+        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("server did not start listening in 30 s")
+    yield f"http://127.0.0.1:{port}/mcp"
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    assert proc.stdout.read() == b""  # nothing but the protocol may ever go to stdout
+
+
+@asynccontextmanager
+async def http_session(url: str, token: str | None = TOKEN):
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+        async with streamable_http_client(url, http_client=http) as streams:
+            async with ClientSession(streams[0], streams[1]) as session:
+                await session.initialize()
+                yield session
+
+
+@pytest.mark.slow
+def test_http_server_process(http_server: str) -> None:
+    async def run() -> None:
+        async with http_session(http_server) as session:
+            await _check_session(session)
+
+    asyncio.run(run())
+
+
+@pytest.mark.slow
+def test_http_requires_the_token(http_server: str) -> None:
+    import httpx2
+
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+        r = httpx2.post(http_server, json=body, headers={"Accept": "application/json, text/event-stream", **headers})
+        assert r.status_code == 401 and "bearer token" in r.text
+
+
+def test_http_binds_loopback_by_default() -> None:
+    from awares_tool.adapters.mcp_server import _parser
+
+    args = _parser().parse_args(["--root", "."])
+    assert args.host == "127.0.0.1" and args.transport == "stdio"
+
+
+def test_bad_root_is_a_clean_startup_error(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "awares_tool.adapters.mcp_server", "--root", str(tmp_path / "nope")],
+                          env=_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "not an existing folder" in proc.stderr and proc.stdout == ""
+
+
+# ----------------------------------------------------------------------------- MCP Inspector CLI
+INSPECTOR = "@modelcontextprotocol/inspector@0.15"
+
+
+@pytest.fixture(scope="module")
+def inspector() -> Path:
+    if not shutil.which("node") or not shutil.which("npm"):
+        pytest.skip("node/npm not found: the MCP Inspector CLI check needs them")
+    cache = Path(os.environ.get("AWARES_NPM_CACHE", Path.home() / ".cache" / "awares-npm"))
+    binary = cache / "node_modules" / ".bin" / "mcp-inspector"
+    if not binary.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        try:
+            proc = subprocess.run(["npm", "install", "--prefix", str(cache), "--no-audit", "--no-fund", INSPECTOR],
+                                  capture_output=True, text=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            pytest.skip("npm install of the MCP Inspector timed out")
+        if proc.returncode != 0 or not binary.exists():
+            pytest.skip(f"could not install {INSPECTOR} with npm: {proc.stderr[-500:]}")
+    return binary
+
+
+@pytest.mark.slow
+def test_inspector_cli_lists_and_calls_get_crops(inspector: Path, root: Path) -> None:
+    server = [sys.executable, *_server_args(root)]
+
+    def cli(*args: str) -> dict[str, Any]:
+        proc = subprocess.run([str(inspector), "--cli", *server, *args], capture_output=True, text=True,
+                              timeout=120, env=_env())
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads(proc.stdout)
+
+    listed = cli("--method", "tools/list")
+    assert {t["name"] for t in listed["tools"]} == TOOLS
+    called = cli("--method", "tools/call", "--tool-name", "get_crops", "--tool-arg", "image=quad.png",
+                 "--tool-arg", 'regions=["3"]')
+    assert called.get("isError") is False, called
+    assert [c["type"] for c in called["content"]] == ["text", "image"]
+    refused = cli("--method", "tools/call", "--tool-name", "get_crops", "--tool-arg", "image=../../etc/passwd",
+                  "--tool-arg", 'regions=["3"]')
+    assert refused["isError"] is True and "contains '..'" in refused["content"][0]["text"]
+
+
+@pytest.mark.parametrize("name", ["claude_desktop_config.json", "cursor_mcp.json", "vscode_mcp.json"])
+def test_client_configs_start_a_valid_server(name: str) -> None:
+    from awares_tool.adapters.mcp_server import _parser
+
+    path = Path(__file__).resolve().parent.parent / "integrations" / "mcp-clients" / name
+    config = json.loads(path.read_text())
+    servers = config.get("mcpServers") or config["servers"]
+    stdio = [s for s in servers.values() if s.get("type", "stdio") == "stdio"]
+    assert stdio and all(s["command"] == "awares-mcp" for s in stdio)
+    for s in stdio:
+        assert _parser().parse_args(s["args"]).root  # the arguments parse and name a root
