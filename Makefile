@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q
 
-.PHONY: demo test test-fast lint bench clean help
+.PHONY: demo test test-fast lint bench clean help system-deps
 
 help:
 	@echo "make demo   - set up and run the embedded default model on a shipped example image"
@@ -27,8 +27,21 @@ $(VENV)/.demo-deps: pyproject.toml | $(BIN)/python
 
 # Everything the tests exercise.
 $(VENV)/.test-deps: pyproject.toml $(VENV)/.demo-deps
-	$(PIP) -e ".[hf,train,dev,langchain,mcp]"
+	$(PIP) -e ".[hf,train,dev,langchain,mcp,ui,embed,ocr]"
+	@$(MAKE) --no-print-directory system-deps
 	touch $@
+
+# Debian packages the tests use: Tesseract (OCR grounding) and Chromium (the browser test; never
+# `playwright install`, which downloads its own browser). Skipped where apt is unavailable or not root;
+# the tests that need them then skip with a reason.
+SYSTEM_PKGS := $(if $(shell command -v tesseract),,tesseract-ocr) $(if $(shell command -v chromium),,chromium)
+system-deps:
+	@if [ -n "$(strip $(SYSTEM_PKGS))" ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PKGS)) \
+	      || echo "warning: could not install $(SYSTEM_PKGS); their tests will be skipped" >&2; \
+	  else echo "note: install $(SYSTEM_PKGS) for the OCR and browser tests" >&2; fi; \
+	fi
 
 demo: $(VENV)/.demo-deps
 	$(BIN)/awares demo --out out/demo
