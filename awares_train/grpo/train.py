@@ -1,0 +1,161 @@
+"""Run multi-turn GRPO with the crop tool: ``run_grpo(cfg)`` (``awares-train grpo --config FILE``).
+
+The rollout is TRL's own tool loop (ml-stack.md §3): the policy sees the system prompt, the low-res view
+and the question; it may call ``get_crops`` (the :class:`~awares_train.grpo.env.CropEnv` of that rollout
+cuts the regions from the ORIGINAL image and returns them as images), sees the crops in the next turn and
+answers. Crop decision and answer are one completion, scored by the terms of :mod:`.rewards`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from trl import GRPOTrainer
+
+from awares_train.grpo.config import AwaresGRPOConfig
+
+__all__ = ["AwaresGRPOTrainer", "run_grpo", "build_grpo_dataset", "token_counter"]
+
+log = logging.getLogger(__name__)
+
+
+class AwaresGRPOTrainer(GRPOTrainer):
+    """``GRPOTrainer`` that records what each generated batch fed the model (images per sample, crops).
+
+    ``last_batch`` holds ``num_images``, ``pixel_rows`` and ``crops`` (per rollout) of the latest batch,
+    so tests and debugging can check that crop images really reach the training forward pass.
+    """
+
+    last_batch: dict[str, Any] = {}
+
+    def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
+        output = super()._generate_and_score_completions(inputs)
+        pixel = output.get("pixel_values")
+        self.last_batch = {
+            "num_images": list(output.get("num_images") or []),
+            "pixel_rows": int(pixel.shape[0]) if pixel is not None else 0,
+            "crops": [len(env.regions) for env in (self.environments or [])],
+        }
+        if self.last_batch["num_images"]:
+            n = self.last_batch["num_images"]
+            self._metrics["train"]["awares/images_per_sample"].append(sum(n) / len(n))
+        return output
+
+
+def token_counter(processor: Any, model_type: str | None, family: str | None = None) -> Any:
+    """``(w, h) -> visual tokens`` for RTR from ``awares_tool.tokens``, or ``None`` (pixel ratio) if unknown."""
+    from awares_tool.tokens import get_family
+    from awares_train.sft.runio import infer_family
+
+    name = family or infer_family(model_type)
+    if name is None:
+        return None
+    overrides: dict[str, Any] = {}
+    size = getattr(getattr(processor, "image_processor", None), "size", None)
+    if name.startswith("qwen") and size is not None:
+        get = size.get if hasattr(size, "get") else lambda k: getattr(size, k, None)
+        if get("shortest_edge") and get("longest_edge"):
+            overrides = {"min_pixels": int(get("shortest_edge")), "max_pixels": int(get("longest_edge"))}
+        patch = getattr(processor.image_processor, "patch_size", None)
+        if patch:
+            overrides["patch"] = int(patch)
+    try:
+        fam = get_family(name, **overrides)
+    except (TypeError, ValueError) as e:
+        log.warning("no token counter for %s (%s); RTR falls back to the pixel ratio", name, e)
+        return None
+    return fam.count
+
+
+def _card_of(*folders: str | None) -> dict[str, Any]:
+    for folder in folders:
+        if folder and (Path(folder) / "awares.json").exists():
+            return json.loads((Path(folder) / "awares.json").read_text(encoding="utf-8"))
+    return {}
+
+
+def build_grpo_dataset(cfg: AwaresGRPOConfig, system_prompt: str) -> Any:
+    """Prompt rows for GRPO: ``prompt`` (system + question), ``images`` (low-res view) and the reward columns."""
+    from datasets import Image, Sequence
+
+    from awares_train.sft.data import read_records
+    from datasets import Dataset
+
+    rows = []
+    for rec in read_records(cfg.train_data, limit=cfg.max_train_samples):
+        rows.append({
+            "prompt": [{"role": "system", "content": system_prompt}, {"role": "user", "content": rec["question"]}],
+            "images": rec["images"][:1],  # the low-res view; crops come from the tool at run time
+            "source_image": rec["source_image"], "answers": rec["answers"], "label": rec["label"],
+            "question": rec["question"], "target_regions": rec["target_regions"],
+        })
+    if not rows:
+        raise ValueError(f"{cfg.train_data}: no records for GRPO")
+    return Dataset.from_list(rows).cast_column("images", Sequence(Image()))
+
+
+def run_grpo(cfg: AwaresGRPOConfig) -> Path:
+    """Train, save the policy (adapter or model), config, metrics, tool-call-rate plot and model cards."""
+    from awares_tool.backends.base import ModelCard
+    from awares_tool.backends.hf_processors import load_processor
+    from awares_tool.crops import get_crop_set
+    from awares_tool.protocol import build_system_prompt
+    from awares_train.grpo.env import make_env_factory
+    from awares_train.grpo.monitor import CollapseMonitor, make_collapse_callback, plot_tool_call_rate
+    from awares_train.grpo.rewards import build_reward_funcs
+    from awares_train.sft.model import load_model, lora_config
+    from awares_train.sft.runio import infer_family, make_metrics_callback, save_resolved_config, write_model_card
+
+    if not cfg.model_name_or_path or not cfg.train_data:
+        raise ValueError("set model_name_or_path and train_data (in the YAML or with --set key=value)")
+    if cfg.torch_threads:
+        import torch
+
+        torch.set_num_threads(cfg.torch_threads)
+    out = Path(cfg.output_dir)
+    card_in = _card_of(cfg.sft_adapter, cfg.model_name_or_path)
+    proc_dir = cfg.sft_adapter if cfg.sft_adapter and (Path(cfg.sft_adapter) / "processor_config.json").exists() \
+        else cfg.model_name_or_path
+    processor = load_processor(proc_dir)
+    model = load_model(cfg.model_name_or_path, adapter=cfg.sft_adapter, merge_adapter=cfg.merge_sft_adapter)
+    is_peft = hasattr(model, "peft_config")
+    peft_config = None
+    if cfg.use_peft and not is_peft:
+        peft_config = lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target)
+    system = cfg.system_prompt or (card_in.get("system_prompt") if card_in.get("request_format") == "tool" else None)
+    system = system or build_system_prompt(get_crop_set(cfg.crop_set), style="tool")
+    dataset = build_grpo_dataset(cfg, system)
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    factory = make_env_factory(cfg.crop_set, cfg.max_crops, token_counter(processor, model_type, cfg.token_family))
+    funcs, weights = build_reward_funcs(cfg)
+    cfg.reward_weights = weights
+    monitor = CollapseMonitor(cfg.collapse_low, cfg.collapse_high, cfg.collapse_patience)
+    trainer = AwaresGRPOTrainer(
+        model=model, reward_funcs=funcs, args=cfg, train_dataset=dataset, processing_class=processor,
+        peft_config=peft_config, environment_factory=factory,
+        callbacks=[make_collapse_callback(monitor), make_metrics_callback(out / "metrics.jsonl")],
+    )
+    main = trainer.is_world_process_zero()
+    if main:
+        save_resolved_config(cfg, out)
+    trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
+    trainer.save_model(str(out))
+    if main:
+        processor.save_pretrained(out)
+        if (out / "metrics.jsonl").exists():
+            plot_tool_call_rate(out / "metrics.jsonl", out / "tool_call_rate.png", low=cfg.collapse_low,
+                                high=cfg.collapse_high)
+        card = ModelCard(
+            family=infer_family(model_type), crop_set=cfg.crop_set, lowres=card_in.get("lowres"), system_prompt=system,
+            crops_turn_text=card_in.get("crops_turn_text"), request_format="tool",
+            metrics={"collapsed": monitor.collapsed, "tool_call_rate": monitor.history[-1] if monitor.history else None},
+            training={"stage": "grpo", "start": cfg.model_name_or_path, "sft_adapter": cfg.sft_adapter,
+                      "data": cfg.train_data, "steps": trainer.state.global_step, "rewards": cfg.reward_summary(),
+                      "num_generations": cfg.num_generations, "beta": cfg.beta, "learning_rate": cfg.learning_rate},
+        )
+        write_model_card(out, card, title=f"AwaRes GRPO of {cfg.model_name_or_path}",
+                         details={"steps": trainer.state.global_step, **cfg.reward_summary()})
+    return out

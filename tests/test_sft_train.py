@@ -1,0 +1,76 @@
+"""SFT end to end on a tiny model: held-out loss falls, LoRA/merge/full fine-tune, run files, config loading."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("trl")
+
+from awares_train.sft.config import AwaresSFTConfig  # noqa: E402
+from awares_train.sft.runio import load_config, parse_overrides  # noqa: E402
+
+TINY = "awares_train/configs/sft_tiny.yaml"
+
+
+def test_config_yaml_and_overrides(tmp_path):
+    cfg = load_config(AwaresSFTConfig, TINY, ["lora_r=4", "tool_turn_weight=2.5", f"output_dir={tmp_path}"])
+    assert cfg.lora_r == 4 and cfg.tool_turn_weight == 2.5 and cfg.use_cpu and cfg.max_length is None
+    assert cfg.remove_unused_columns is False
+    with pytest.raises(ValueError, match="lora_rr"):
+        load_config(AwaresSFTConfig, TINY, ["lora_rr=4"])
+    with pytest.raises(ValueError):
+        load_config(AwaresSFTConfig, TINY, ["request_format=json"])
+    assert parse_overrides(["a=1", "b=[x, y]"]) == {"a": 1, "b": ["x", "y"]}
+    seven = load_config(AwaresSFTConfig, "awares_train/configs/sft_7b.yaml", [f"output_dir={tmp_path}", "bf16=false"])
+    assert (seven.lora_r, seven.learning_rate, seven.lr_scheduler_type.value, seven.num_train_epochs,
+            seven.tool_turn_weight) == (8, 1e-4, "cosine", 2, 5.0)
+
+
+def test_lora_targets_and_freezing():
+    import re
+
+    from awares_train.sft.model import apply_freezing, lora_target_regex
+    from awares_train.testing.tiny_vlms import tiny_vlm_path
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_vlm_path("qwen2.5-vl"))
+    names = [n for n, _ in model.named_modules()]
+    lm = [n for n in names if re.fullmatch(lora_target_regex("language"), n)]
+    both = [n for n in names if re.fullmatch(lora_target_regex("language+vision"), n)]
+    assert lm and all("language_model" in n for n in lm)
+    assert any("visual" in n for n in both) and set(lm) < set(both)
+    apply_freezing(model, vision=True, projector=False, language=False)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen and all("visual" in n and "merger" not in n for n in frozen)
+    assert any(p.requires_grad for n, p in model.named_parameters() if "merger" in n)
+
+
+@pytest.mark.slow
+def test_sft_lowers_heldout_loss_and_writes_run_files(tmp_path):
+    from awares_train.sft.toydata import write_toy_trajectories
+    from awares_train.sft.train import run_sft
+    from awares_train.testing.tiny_vlms import tiny_vlm_path
+    from transformers import AutoModelForImageTextToText
+
+    train = write_toy_trajectories(tmp_path / "train", 12, crop_share=0.5)
+    held = write_toy_trajectories(tmp_path / "val", 4, crop_share=0.5, split="val")
+    out = tmp_path / "out"
+    cfg = load_config(AwaresSFTConfig, TINY, [
+        f"model_name_or_path={tiny_vlm_path('qwen2.5-vl')}", f"train_data={train}", f"eval_data={held}",
+        f"output_dir={out}", "max_steps=12", "learning_rate=0.01", "merge_and_save=true"])
+    run_sft(cfg)
+    card = json.loads((out / "awares.json").read_text())
+    assert card["metrics"]["eval_loss_after"] < card["metrics"]["eval_loss_before"]
+    assert set(card) >= {"format", "family", "crop_set", "lowres", "system_prompt", "crops_turn_text",
+                         "request_format"}
+    assert card["family"] == "qwen2.5-vl" and card["request_format"] == "tool"
+    assert card["lowres"] == {"kind": "scale", "factor": 0.5}
+    assert (out / "config.yaml").exists() and (out / "README.md").exists()
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss" in r for r in rows) and any("eval_loss" in r for r in rows)
+    assert (out / "adapter_model.safetensors").exists()
+    merged = AutoModelForImageTextToText.from_pretrained(out / "merged")
+    assert not any("lora" in n for n, _ in merged.named_parameters())
