@@ -87,9 +87,9 @@ def test_get_judge_specs():
         get_judge("llm")
 
 
-@pytest.mark.slow  # imports torch + sentence-transformers: ~10-90 s on a busy 2-core machine
+@pytest.mark.slow  # imports torch + transformers: ~10-90 s on a busy 2-core machine
 def test_embedding_judge_offline():
-    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("transformers")
     pytest.importorskip("all_minilm_l6_v2")
     judge = get_judge("embedding")
     right = judge.judge("what color?", ["red"], "blue", "red")

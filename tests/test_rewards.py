@@ -59,7 +59,7 @@ def test_warmup_ramps_penalty():
 
 def _embedder():
     pytest.importorskip("transformers")
-    from awares_train.grpo.embedder import get_embedder
+    from awares_train.embedding import get_embedder
 
     try:
         return get_embedder()

