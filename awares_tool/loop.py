@@ -53,7 +53,7 @@ def crop_on_demand(
     max_new_tokens: int = 128,
     settings: GenerationSettings | None = None,
     system_prompt: str | None = None,
-    use_tools: bool = False,
+    use_tools: bool | None = None,
     reuse_cache: bool = True,
     crop_max_pixels: int | None = None,
     image_limits: ImageLimits | None = None,
@@ -81,7 +81,8 @@ def crop_on_demand(
         max_new_tokens: Decoding limit per turn (ignored when ``settings`` is given).
         settings: Full decoding settings (temperature, timeout, ...).
         system_prompt: Override the protocol prompt (default: the model card's, else the full prompt).
-        use_tools: Declare ``get_crops`` as a native tool (for backends with function calling).
+        use_tools: Declare ``get_crops`` as a native tool (for backends with function calling). Defaults to
+            True for models whose card says they were trained with tool calls (``request_format: tool``).
         reuse_cache: Let the backend reuse the first turn's KV cache in the second turn.
         crop_max_pixels: Downscale crops (and the full image in ``fullres``) above this many pixels.
         image_limits: Pixel/byte/URL limits applied when opening ``image``.
@@ -108,6 +109,8 @@ def crop_on_demand(
     cs = get_crop_set(crop_set if crop_set is not None else (card.crop_set if card else None))
     policy = parse_lowres(lowres if lowres is not None else (card.lowres if card else None))
     settings = settings or GenerationSettings(max_new_tokens=max_new_tokens)
+    if use_tools is None:
+        use_tools = bool(card and card.request_format == "tool")
     width, height = src.size
 
     def fit(img: Image.Image) -> Image.Image:
@@ -194,9 +197,13 @@ def crop_on_demand(
             else crops_turn_text(names, cs)
         )
         parts: list[Any] = [ImagePart(image=c, label=f"crop {n}") for n, c in zip(names, crops)]
-        messages += [assistant, *_tool_ack(assistant, "Crops attached below."), Message(
-            role="user", content=[*parts, TextPart(text=turn_text)]
-        )]
+        delivery = [*parts, TextPart(text=turn_text)]
+        if request.form in ("tool_call", "function") and getattr(be, "supports_tool_images", False):
+            # The backend renders images inside a tool turn (as TRL's tool loop trains them): answer the call there.
+            call_id = str((assistant.tool_calls or [{}])[0].get("id", "")) or None
+            messages += [assistant, Message(role="tool", content=delivery, tool_call_id=call_id)]
+        else:
+            messages += [assistant, *_tool_ack(assistant, "Crops attached below."), Message(role="user", content=delivery)]
 
     messages.append(Message.text("assistant", answer))
     ledger = _ledger(be, last_gen, sent, src, mode)

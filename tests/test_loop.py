@@ -224,3 +224,31 @@ def test_trace_has_no_pixels(image):
     dumped = res.model_dump_json()
     assert "GET_CROPS" in dumped and len(dumped) < 20_000
     assert isinstance(ImagePart(image=image).size, tuple)
+
+
+def test_tool_call_answered_in_tool_turn_when_backend_renders_tool_images(image):
+    call = '<tool_call>\n{"name": "get_crops", "arguments": {"regions": ["3"]}}\n</tool_call>'
+    be = ScriptedBackend([call, "x"])
+    be.supports_tool_images = True
+    res = crop_on_demand(image, "q", backend=be)
+    second = be.calls[1]
+    assert [m.role for m in second] == ["system", "user", "assistant", "tool"]
+    assert second[-1].images[0].size == (512, 384) and res.regions == ["3"]
+    # the same request from a backend without tool images gets the crops in a user turn
+    be2 = ScriptedBackend([call, "x"])
+    crop_on_demand(image, "q", backend=be2)
+    assert [m.role for m in be2.calls[1]][-1] == "user"
+
+
+def test_model_card_tool_format_declares_the_tool(image):
+    from awares_tool.backends.base import ModelCard
+
+    seen = []
+
+    class Spy(ScriptedBackend):
+        def generate(self, messages, settings, *, state=None, tools=None):
+            seen.append(tools)
+            return super().generate(messages, settings, state=state, tools=tools)
+
+    crop_on_demand(image, "q", backend=Spy(["x"], model_card=ModelCard(request_format="tool")))
+    assert seen[0] and seen[0][0]["function"]["name"] == "get_crops"

@@ -172,6 +172,10 @@ class VLMBackend(Protocol):
         token_family: Token-accounting family (see :mod:`awares_tool.tokens`) used to estimate visual tokens
             when the backend cannot count them itself, or None.
         model_card: The model's ``awares.json`` if it has one.
+
+    A backend may also define ``supports_tool_images = True`` when its chat format renders images inside
+    ``tool`` turns (then a tool-call request is answered in a tool turn, as TRL's tool loop trains models),
+    and ``count_image_tokens(width, height) -> int`` when it can count visual tokens exactly.
     """
 
     name: str

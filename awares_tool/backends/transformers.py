@@ -107,6 +107,10 @@ class TransformersBackend:
         self.model_type: str = self.model.config.model_type
         self.token_family: str | None = MODEL_TYPE_TO_FAMILY.get(self.model_type)
         self.name = f"transformers:{model}"
+        # Qwen-VL templates (TRL's qwen3_vl.jinja among them) render images inside tool turns, the way TRL's
+        # tool loop trains models; other families' templates have no tool turn at all.
+        template = getattr(self.processor, "chat_template", None) or ""
+        self.supports_tool_images = self.model_type in _REUSABLE and "tool_response" in template
         self.model_card = _read_card(path)
         self._image_token_id = getattr(self.model.config, "image_token_id", None) or getattr(
             self.model.config, "image_token_index", None
