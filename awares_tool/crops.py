@@ -12,25 +12,21 @@ Built-in sets (see :func:`get_crop_set`):
 * ``grid:RxC`` / ``grid:RxC+OVERLAP``: a regular grid, optionally with overlapping cells.
 * a JSON/YAML file of normalised boxes, or a :class:`NormalizedCropSet` built in Python.
 
-The module also maps evidence boxes back to crops (:func:`regions_for_box`), which builds the
-supervision targets of the training data.
+This module holds the :class:`CropSet` base, the built-in sets and the lookup. Two neighbours hold
+the rest and are re-exported here, so ``from awares_tool.crops import ...`` reaches everything:
+:mod:`awares_tool.crop_files` (user-defined sets of normalised boxes and their JSON/YAML files) and
+:mod:`awares_tool.crop_mapping` (mapping evidence boxes back to crops with :func:`regions_for_box`,
+which builds the supervision targets of the training data).
 """
 
 from __future__ import annotations
 
-import itertools
-import json
-import logging
-import math
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel
 
 from awares_tool.errors import CropSetError, UnknownRegionError
 
@@ -52,8 +48,6 @@ __all__ = [
     "snap_box",
     "regions_for_box",
 ]
-
-logger = logging.getLogger(__name__)
 
 Box = tuple[int, int, int, int]
 """A pixel box ``(left, top, right, bottom)``, right/bottom exclusive, as ``PIL.Image.crop`` takes it."""
@@ -132,6 +126,10 @@ def _check_size(width: int, height: int) -> None:
     for label, v in (("width", width), ("height", height)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"image {label} must be a positive int, got {v!r}")
+
+
+# Shared by crop_files (normalised boxes to pixels) and crop_mapping (thresholds).
+_EPS = 1e-9  # absorbs float noise such as 0.3 * 10 == 3.0000000000000004 before floor/ceil
 
 
 # --- the nine-region sets ---------------------------------------------------------------------------
@@ -296,172 +294,6 @@ class GridCropSet(CropSet):
         return (x0, y0, x1, y1)
 
 
-# --- user-defined sets of normalised boxes ----------------------------------------------------------
-
-
-class RegionSpec(BaseModel):
-    """One region of a crop-set file: a name, a normalised ``[x0, y0, x1, y1]`` box, a description."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1)
-    box: tuple[float, float, float, float]
-    description: str | None = None
-
-
-class CropSetFile(BaseModel):
-    """The schema of a JSON/YAML crop-set file."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = Field(default=None, description="set name; defaults to the file stem")
-    regions: list[RegionSpec] = Field(min_length=1)
-    include_full: bool = Field(default=True, description="add the `all` region")
-    min_side: int = Field(default=0, ge=0, description="images with a side under this give the full image")
-
-
-class NormalizedCropSet(CropSet):
-    """A crop set of boxes given as fractions of the image size, for any layout a task needs.
-
-    Pixel boxes are ``floor`` of the start and ``ceil`` of the end, so a region never comes out
-    empty (at least 1 px) and adjacent regions that share an edge never leave a gap.
-
-    Args:
-        name: The set's name.
-        boxes: Region name -> ``(x0, y0, x1, y1)`` with ``0 <= x0 < x1 <= 1`` and ``0 <= y0 < y1 <= 1``.
-        descriptions: Optional region name -> text for the prompt; missing ones are generated.
-        include_full: Whether to add the ``all`` region.
-        min_side: Images with a side under this many pixels give the full image for every region.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        boxes: Mapping[str, Sequence[float]],
-        descriptions: Mapping[str, str] | None = None,
-        *,
-        include_full: bool = True,
-        min_side: int = 0,
-    ) -> None:
-        descriptions = dict(descriptions or {})
-        if not boxes:
-            raise CropSetError(f"crop set {name!r} has no regions")
-        unknown = set(descriptions) - set(boxes)
-        if unknown:
-            raise CropSetError(f"crop set {name!r}: descriptions for unknown regions {sorted(unknown)}")
-        if min_side < 0:
-            raise CropSetError(f"crop set {name!r}: min_side must be >= 0, got {min_side}")
-        self.name, self.include_full, self.min_side = name, include_full, min_side
-        self._norm: dict[str, tuple[float, float, float, float]] = {}
-        regions = []
-        for rname, box in boxes.items():
-            self._norm[rname] = _check_norm_box(name, rname, box)
-            x0, y0, x1, y1 = self._norm[rname]
-            text = descriptions.get(rname) or f"x {x0:.0%} to {x1:.0%}, y {y0:.0%} to {y1:.0%} of the image"
-            regions.append(Region(name=rname, description=text))
-        if include_full:
-            regions.append(Region(name=FULL_IMAGE, description=_FULL_DESCRIPTION))
-        self._regions = tuple(regions)
-
-    @classmethod
-    def from_spec(cls, spec: CropSetFile, *, default_name: str = "custom") -> NormalizedCropSet:
-        """Build a set from a parsed crop-set file."""
-        names = [r.name for r in spec.regions]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise CropSetError(f"crop set {spec.name or default_name!r}: duplicate region names {dupes}")
-        return cls(
-            spec.name or default_name,
-            {r.name: r.box for r in spec.regions},
-            {r.name: r.description for r in spec.regions if r.description},
-            include_full=spec.include_full,
-            min_side=spec.min_side,
-        )
-
-    def to_spec(self) -> CropSetFile:
-        """The file form of this set (round-trips through :meth:`from_spec`)."""
-        return CropSetFile(
-            name=self.name,
-            regions=[
-                RegionSpec(name=r.name, box=self._norm[r.name], description=r.description)
-                for r in self._regions
-                if r.name in self._norm
-            ],
-            include_full=self.include_full,
-            min_side=self.min_side,
-        )
-
-    @property
-    def regions(self) -> tuple[Region, ...]:
-        return self._regions
-
-    def _region_box(self, name: str, width: int, height: int) -> Box:
-        if width < self.min_side or height < self.min_side:
-            return (0, 0, width, height)
-        x0, y0, x1, y1 = self._norm[name]
-        left, right = _norm_interval(x0, x1, width)
-        top, bottom = _norm_interval(y0, y1, height)
-        return (left, top, right, bottom)
-
-
-_EPS = 1e-9  # absorbs float noise such as 0.3 * 10 == 3.0000000000000004 before floor/ceil
-
-
-def _norm_interval(a: float, b: float, length: int) -> tuple[int, int]:
-    lo = min(math.floor(a * length + _EPS), length - 1)
-    hi = min(max(math.ceil(b * length - _EPS), lo + 1), length)
-    return lo, hi
-
-
-def _check_norm_box(set_name: str, region: str, box: Sequence[float]) -> tuple[float, float, float, float]:
-    where = f"crop set {set_name!r}, region {region!r}"
-    if not isinstance(region, str) or not region.strip():
-        raise CropSetError(f"crop set {set_name!r}: region names must be non-empty strings, got {region!r}")
-    if region == FULL_IMAGE:
-        raise CropSetError(f"{where}: {FULL_IMAGE!r} is reserved for the full image; use include_full")
-    try:
-        x0, y0, x1, y1 = (float(v) for v in box)
-    except (TypeError, ValueError) as e:
-        raise CropSetError(f"{where}: box must be 4 numbers [x0, y0, x1, y1], got {box!r}") from e
-    if not (0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0):
-        raise CropSetError(
-            f"{where}: box {[x0, y0, x1, y1]} must satisfy 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 "
-            "(normalised coordinates, left/top/right/bottom)"
-        )
-    return (x0, y0, x1, y1)
-
-
-def load_crop_set(path: str | os.PathLike[str]) -> NormalizedCropSet:
-    """Load a crop set of normalised boxes from a ``.json``, ``.yaml`` or ``.yml`` file.
-
-    Raises:
-        CropSetError: the file is missing, unreadable or invalid; the message names the file and,
-            where it applies, the region.
-    """
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise CropSetError(f"cannot read crop-set file {str(p)!r}: {e}") from e
-    try:
-        if p.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as e:  # json.JSONDecodeError / yaml.YAMLError
-        raise CropSetError(f"crop-set file {str(p)!r} is not valid {p.suffix[1:].upper()}: {e}") from e
-    try:
-        spec = CropSetFile.model_validate(data)
-    except ValidationError as e:
-        raise CropSetError(f"crop-set file {str(p)!r} does not match the crop-set schema: {e}") from e
-    try:
-        return NormalizedCropSet.from_spec(spec, default_name=p.stem)
-    except CropSetError as e:
-        raise CropSetError(f"crop-set file {str(p)!r}: {e}") from e
-
-
 # --- lookup -----------------------------------------------------------------------------------------
 
 _FILE_SUFFIXES = (".json", ".yaml", ".yml")
@@ -514,146 +346,13 @@ def get_crop_set(spec: str | os.PathLike[str] | CropSet | None = None) -> CropSe
     raise CropSetError(f"unknown crop set {spec!r}; valid forms: {_VALID_FORMS}")
 
 
-# --- mapping evidence boxes to regions --------------------------------------------------------------
-
-_MAX_COVER_COMBINATIONS = 50_000  # bound on the brute force for "cover" with large grids
-
-
-def _area(b: Sequence[float]) -> float:
-    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
-
-
-def _intersection(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float, float]:
-    return (max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two ``(left, top, right, bottom)`` boxes; 0.0 when both are empty."""
-    inter = _area(_intersection(a, b))
-    union = _area(a) + _area(b) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def coverage(box: Sequence[float], region: Sequence[float]) -> float:
-    """Fraction of ``box``'s area that lies inside ``region`` (0.0 for an empty ``box``)."""
-    area = _area(box)
-    return _area(_intersection(box, region)) / area if area > 0 else 0.0
-
-
-def _union_area_within(box: Sequence[float], rects: Sequence[Sequence[float]]) -> float:
-    """Area of ``box`` covered by the union of ``rects`` (coordinate compression; rects are few)."""
-    clipped = [_intersection(r, box) for r in rects]
-    clipped = [c for c in clipped if _area(c) > 0]
-    if not clipped:
-        return 0.0
-    xs = sorted({v for c in clipped for v in (c[0], c[2])})
-    total = 0.0
-    for xa, xb in itertools.pairwise(xs):
-        spans = sorted((c[1], c[3]) for c in clipped if c[0] <= xa and c[2] >= xb)
-        covered, end = 0.0, -math.inf
-        for y0, y1 in spans:
-            if y1 > end:
-                covered += y1 - max(y0, end)
-                end = y1
-        total += covered * (xb - xa)
-    return total
-
-
-def _candidates(
-    crop_set: CropSet, width: int, height: int, include_full: bool
-) -> list[tuple[int, str, Box]]:
-    return [
-        (i, n, b)
-        for i, (n, b) in enumerate(crop_set.boxes(width, height).items())
-        if include_full or n != FULL_IMAGE
-    ]
-
-
-def _clip(box: Sequence[float], width: int, height: int) -> tuple[float, float, float, float]:
-    if len(box) != 4:
-        raise ValueError(f"a box is (left, top, right, bottom), got {box!r}")
-    return _intersection(box, (0, 0, width, height))
-
-
-def snap_box(
-    box: Sequence[float], crop_set: CropSet, width: int, height: int, *, include_full: bool = False
-) -> str:
-    """The single region whose box has the highest IoU with ``box``.
-
-    Ties go to the smaller region, then to menu order. When no region overlaps the box at all
-    (or the set has nothing but ``all``), the answer is ``all`` if the set has it.
-
-    Raises:
-        CropSetError: nothing overlaps the box and the set has no ``all`` to fall back to.
-    """
-    target = _clip(box, width, height)
-    cands = _candidates(crop_set, width, height, include_full)
-    scored = [(iou(target, b), -_area(b), -i, n) for i, n, b in cands]
-    best = max(scored, default=None)
-    if best is not None and best[0] > 0:
-        return best[3]
-    if crop_set.has(FULL_IMAGE):
-        return FULL_IMAGE
-    raise CropSetError(f"box {tuple(box)} overlaps no region of crop set {crop_set.name!r}")
-
-
-def regions_for_box(
-    box: Sequence[float],
-    crop_set: CropSet,
-    width: int,
-    height: int,
-    *,
-    rule: Literal["iou", "cover"] = "iou",
-    threshold: float | None = None,
-    max_regions: int = 4,
-) -> list[str]:
-    """Map an evidence box (e.g. from a grounding model) to the crops a model should request.
-
-    ``all`` is never a candidate: an empty answer tells the caller to fall back to it.
-
-    Args:
-        box: ``(left, top, right, bottom)`` in pixels of the original image; clipped to the image.
-        crop_set: The crop set to choose from.
-        width: Image width in pixels.
-        height: Image height in pixels.
-        rule: ``"iou"``: every region with IoU >= ``threshold`` (the paper's labelling rule), in menu
-            order. ``"cover"``: the smallest set of regions (fewest, then least total area, then menu
-            order) whose union covers at least ``threshold`` of the box.
-        threshold: Defaults to 0.5 for ``"iou"`` and 1.0 (the whole box) for ``"cover"``.
-        max_regions: Largest set the ``"cover"`` rule tries.
-
-    Returns:
-        Region names, or ``[]`` when none qualifies.
-    """
-    if rule not in ("iou", "cover"):
-        raise ValueError(f"rule must be 'iou' or 'cover', got {rule!r}")
-    if threshold is None:
-        threshold = 0.5 if rule == "iou" else 1.0
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
-    target = _clip(box, width, height)
-    cands = _candidates(crop_set, width, height, include_full=False)
-    if rule == "iou":
-        return [n for _, n, b in cands if iou(target, b) >= threshold - _EPS]
-    box_area = _area(target)
-    if box_area <= 0:
-        return []
-    # A member that misses the box could be dropped without losing coverage, so a minimal set
-    # only ever holds regions that intersect it; this keeps the brute force small.
-    cands = [c for c in cands if _area(_intersection(c[2], target)) > 0]
-    tried = 0
-    for k in range(1, min(max_regions, len(cands)) + 1):
-        best: tuple[float, tuple[int, ...], list[str]] | None = None
-        for combo in itertools.combinations(cands, k):
-            tried += 1
-            if tried > _MAX_COVER_COMBINATIONS:
-                logger.warning("regions_for_box: gave up after %d combinations", _MAX_COVER_COMBINATIONS)
-                return []
-            covered = _union_area_within(target, [c[2] for c in combo]) / box_area
-            if covered >= threshold - _EPS:
-                key = (sum(_area(c[2]) for c in combo), tuple(c[0] for c in combo))
-                if best is None or key < best[:2]:
-                    best = (*key, [c[1] for c in combo])
-        if best is not None:
-            return best[2]
-    return []
+# --- re-exports -------------------------------------------------------------------------------------
+# At the bottom on purpose: both modules subclass or use the names defined above, and the package's
+# __init__ imports this module first, so they always find them already defined.
+from awares_tool.crop_files import (  # noqa: E402
+    CropSetFile,
+    NormalizedCropSet,
+    RegionSpec,
+    load_crop_set,
+)
+from awares_tool.crop_mapping import coverage, iou, regions_for_box, snap_box  # noqa: E402

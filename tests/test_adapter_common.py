@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from awares_tool.adapters import common
+from awares_tool.adapters import url_policy
 from awares_tool.adapters.common import AdapterConfig, ImageService, check_public_host, fetch_url
 from awares_tool.backends.scripted import ScriptedBackend
 from awares_tool.errors import (
@@ -213,6 +213,6 @@ def test_urls(roots: tuple[Path, Path], local_image_url: str, monkeypatch: pytes
     with pytest.raises(ImageSourceError, match="resolves to 127.0.0.1"):
         on.view(local_image_url)
     # Even if the name check is fooled (DNS rebinding), the connection's peer address is checked.
-    monkeypatch.setattr(common, "check_public_host", lambda host, port=443: None)
+    monkeypatch.setattr(url_policy, "check_public_host", lambda host, port=443: None)
     with pytest.raises(ImageSourceError, match="connected to non-public address 127.0.0.1"):
         fetch_url(local_image_url, ImageLimits(allow_urls=True))

@@ -6,27 +6,42 @@ answer a question) to a model that is not trusted: a tool call can name any path
 file under an allow-listed root, or, only when enabled, a public http(s) URL) and applies the pixel,
 byte and crop-count limits; each adapter only converts its results to its framework's messages.
 The argument types (:data:`ImageRef`, :data:`RegionNames`, :data:`Question`) and the result models
-are declared once here, so both adapters publish the same schemas.
+are declared once, in :mod:`awares_tool.adapters.schemas`, so both adapters publish the same schemas;
+the download policy for URLs is :mod:`awares_tool.adapters.url_policy`. Both are re-exported here,
+so an adapter imports everything it needs from this module.
 """
 
 from __future__ import annotations
 
-import http.client
-import ipaddress
 import logging
 import re
-import socket
 import threading
-import time
-import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from awares_tool.adapters.schemas import (
+    AskImageInput,
+    AskResult,
+    CropInfo,
+    CropsOutput,
+    CropsResult,
+    EncodedImage,
+    GetCropsInput,
+    ImageRef,
+    Question,
+    RegionInfo,
+    RegionNames,
+    RegionsResult,
+    ViewImageInput,
+    ViewOutput,
+    ViewResult,
+)
+from awares_tool.adapters.schemas import Size  # noqa: F401  (re-exported)
+from awares_tool.adapters.url_policy import _short, check_public_host, fetch_url
 from awares_tool.crops import CropSet, get_crop_set
 from awares_tool.errors import (
     AwaresError,
@@ -38,7 +53,7 @@ from awares_tool.errors import (
 )
 from awares_tool.images import ImageLimits, SourceImage, encode_image, open_image
 from awares_tool.lowres import cap_pixels, make_lowres_view, parse_lowres
-from awares_tool.protocol import GetCropsArgs, tool_description
+from awares_tool.protocol import tool_description
 from awares_tool.store import ImageStore
 
 __all__ = [
@@ -52,119 +67,6 @@ logger = logging.getLogger(__name__)
 
 _ID_RE = re.compile(r"^[0-9a-f]{16}$")  # SourceImage.id: 16 hex digits of a SHA-256
 _SCHEME_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
-
-# ----------------------------------------------------------------------------- argument types
-ImageRef = Annotated[str, Field(
-    min_length=1, max_length=4096,
-    description="The image: an image id returned by view_image, or the path of an image file inside one of "
-    "the allowed folders (relative to it, or absolute).",
-)]
-RegionNames = Annotated[list[str], GetCropsArgs.model_fields["regions"]]
-Question = Annotated[str, Field(min_length=1, max_length=4000, description="The question about the image.")]
-
-
-class ViewImageInput(BaseModel):
-    """Arguments of ``view_image``."""
-
-    model_config = ConfigDict(extra="forbid")
-    image: ImageRef
-
-
-class GetCropsInput(GetCropsArgs):
-    """Arguments of ``get_crops`` in the adapters: the protocol's ``regions`` plus which image."""
-
-    image: ImageRef
-
-
-class AskImageInput(BaseModel):
-    """Arguments of ``ask_image``."""
-
-    model_config = ConfigDict(extra="forbid")
-    image: ImageRef
-    question: Question
-
-
-# ----------------------------------------------------------------------------- results
-Size = tuple[int, int]
-
-
-class RegionInfo(BaseModel):
-    name: str
-    description: str
-
-
-class RegionsResult(BaseModel):
-    """The crop set a server offers (``list_regions``)."""
-
-    crop_set: str
-    regions: list[RegionInfo]
-    max_crops: int = Field(description="Most regions one get_crops call may ask for.")
-
-
-class ViewResult(BaseModel):
-    """What ``view_image`` returns beside the low-res image."""
-
-    image_id: str = Field(description="Pass this as `image` to get_crops / ask_image.")
-    image_size: Size = Field(description="(width, height) of the original image.")
-    view_size: Size = Field(description="(width, height) of the low-res view sent.")
-    view_tokens: int | None = Field(None, description="Visual tokens of the view for the configured model family.")
-    full_tokens: int | None = Field(None, description="Visual tokens of the whole image at native resolution.")
-    crop_set: str
-    regions: list[str]
-
-
-class CropInfo(BaseModel):
-    region: str
-    box: tuple[int, int, int, int] = Field(description="(left, top, right, bottom) in original pixels.")
-    size: Size = Field(description="(width, height) of the crop image sent (after the pixel cap).")
-    tokens: int | None = Field(None, description="Visual tokens of this crop.")
-
-
-class CropsResult(BaseModel):
-    """What ``get_crops`` returns beside the crop images."""
-
-    image_id: str
-    image_size: Size
-    crops: list[CropInfo]
-    tokens: int | None = Field(None, description="Visual tokens of all crops together.")
-    full_tokens: int | None = Field(None, description="Visual tokens of the whole image at native resolution.")
-    token_family: str | None = None
-
-
-class AskResult(BaseModel):
-    """The answer of ``ask_image`` and what it cost."""
-
-    image_id: str
-    answer: str
-    answered: bool
-    regions: list[str] = Field(description="Regions the model fetched at full resolution.")
-    tokens_spent: int | None = Field(None, description="Visual tokens processed (low-res view + crops).")
-    full_tokens: int | None = None
-    rtr: float | None = Field(None, description="tokens_spent / full_tokens (retained token ratio).")
-    pixel_ratio: float
-    backend: str
-    wall_s: float
-
-
-@dataclass(frozen=True)
-class EncodedImage:
-    """An image ready for a message: encoded bytes, MIME type and a caption."""
-
-    data: bytes
-    mime_type: str
-    caption: str
-
-
-@dataclass(frozen=True)
-class ViewOutput:
-    result: ViewResult
-    image: EncodedImage
-
-
-@dataclass(frozen=True)
-class CropsOutput:
-    result: CropsResult
-    images: list[EncodedImage]
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -422,103 +324,3 @@ class ImageService:
     def _encode(self, img: Any, caption: str) -> EncodedImage:
         fmt = self.config.image_format
         return EncodedImage(encode_image(img, fmt.upper()), f"image/{fmt}", caption)
-
-
-def _short(text: str, n: int = 120) -> str:
-    return text if len(text) <= n else f"{text[:n]}... ({len(text)} chars)"
-
-
-# ----------------------------------------------------------------------------- URL policy
-def _public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
-
-
-def check_public_host(host: str, port: int = 443) -> None:
-    """Refuse a host that is, or resolves to, a private, loopback, link-local or reserved address.
-
-    Raises:
-        ImageSourceError: The host does not resolve, or any of its addresses is not public.
-    """
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as e:
-        raise ImageSourceError(f"cannot resolve host {host!r}: {e}") from e
-    for info in infos:
-        ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if not _public(ip):
-            raise ImageSourceError(
-                f"refusing to download from {host!r}: it resolves to {ip}, a private, loopback, link-local or "
-                "reserved address; only public hosts are allowed"
-            )
-
-
-def _check_peer(sock: socket.socket, host: str) -> None:
-    ip = ipaddress.ip_address(str(sock.getpeername()[0]).split("%")[0])
-    if not _public(ip):  # catches DNS rebinding between the check and the connection
-        sock.close()
-        raise ImageSourceError(f"refusing to download from {host!r}: connected to non-public address {ip}")
-
-
-class _GuardedHTTPConnection(http.client.HTTPConnection):
-    def connect(self) -> None:
-        super().connect()
-        _check_peer(self.sock, self.host)
-
-
-class _GuardedHTTPSConnection(http.client.HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        _check_peer(self.sock, self.host)
-
-
-class _GuardedHTTPHandler(urllib.request.HTTPHandler):
-    def http_open(self, req: urllib.request.Request) -> Any:
-        return self.do_open(_GuardedHTTPConnection, req)
-
-
-class _GuardedHTTPSHandler(urllib.request.HTTPSHandler):
-    def https_open(self, req: urllib.request.Request) -> Any:
-        return self.do_open(_GuardedHTTPSConnection, req, context=self._context)  # type: ignore[attr-defined]
-
-
-def fetch_url(url: str, limits: ImageLimits) -> bytes:
-    """Download ``url`` under ``limits``: only when allowed, only public hosts, bounded size and time.
-
-    Every connection (redirects included) is checked against the address it actually reached, and
-    proxies from the environment are ignored, so neither a redirect nor DNS rebinding can reach a
-    private address. ``limits.url_timeout_s`` bounds the whole download, ``url_max_bytes`` its size.
-    """
-    if not limits.allow_urls:
-        raise ImageSourceError(f"refusing to download {_short(url)!r}: URLs are off on this server (start it "
-                               "with --allow-urls), so pass an image path under an allowed root instead")
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ImageSourceError(f"unsupported URL {_short(url)!r}; only http(s) URLs with a host are allowed")
-    check_public_host(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-    cap = min(limits.url_max_bytes, limits.max_bytes)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _GuardedHTTPHandler(),
-                                         _GuardedHTTPSHandler())
-    deadline = time.monotonic() + limits.url_timeout_s
-    buf = bytearray()
-    try:
-        with opener.open(urllib.request.Request(url, headers={"User-Agent": "awares"}),
-                         timeout=limits.url_timeout_s) as resp:
-            declared = resp.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > cap:
-                raise ImageSourceError(f"{_short(url)} declares {int(declared):,} bytes, over the {cap:,} limit")
-            while chunk := resp.read(64 * 1024):
-                buf += chunk
-                if len(buf) > cap:
-                    raise ImageSourceError(f"{_short(url)} is larger than the {cap:,}-byte download limit")
-                if time.monotonic() > deadline:
-                    raise ImageSourceError(f"{_short(url)} took longer than {limits.url_timeout_s} s to download")
-    except AwaresError:
-        raise
-    except (OSError, ValueError, urllib.error.URLError) as e:
-        reason = getattr(e, "reason", None)
-        if isinstance(reason, AwaresError):  # our peer check, wrapped by urllib
-            raise reason from e
-        raise ImageSourceError(f"could not download {_short(url)}: {e}") from e
-    return bytes(buf)

@@ -1,0 +1,248 @@
+"""Image sources: turn a path, bytes, base64 text, data URI, URL, PIL image or numpy array into a
+:class:`~awares_tool.images.SourceImage`.
+
+One parser per kind of source, all reading only the header (size, format, EXIF orientation) and
+checking :class:`~awares_tool.images.ImageLimits` before anything is decoded. A string is the one
+ambiguous input: it may be a path, a URL, a data URI or bare base64, and :func:`_from_str` decides
+which. :func:`awares_tool.images.open_image` is the public entry point that dispatches here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import http.client
+import io
+import re
+import stat
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from awares_tool.errors import (
+    AwaresError,
+    ImageDecodeError,
+    ImageNotFoundError,
+    ImageSourceError,
+)
+from awares_tool.images import (
+    _DECODE_ERRORS,
+    _ORIENTATION_TAG,
+    _SWAPPING_ORIENTATIONS,
+    ImageLimits,
+    SourceImage,
+    _check_bytes,
+    _check_pixels,
+    _pillow_guard,
+    _short,
+    to_rgb,
+)
+
+# File signatures used to tell a base64 image string from a missing path made of base64 letters.
+_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF", b"\x00\x00\x01\x00",
+          b"\x00\x00\x00\x0cjP", b"\xff\x4f\xff\x51", b"qoif", b"P1", b"P2", b"P3", b"P4", b"P5", b"P6")
+_DATA_URI = re.compile(
+    r"^data:(?P<mime>[^;,]*)(?P<params>(?:;[^;,]*)*),(?P<data>.*)$", re.DOTALL | re.IGNORECASE
+)
+_SCHEME = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://")
+
+
+def _header_orientation(im: Image.Image) -> int:
+    """EXIF orientation from the header alone, without decoding pixels."""
+    try:
+        if im.format == "PNG":
+            # PngImageFile.getexif() decodes the whole image to look for an eXIf chunk after the
+            # pixels (Pillow 13). Read only a chunk that came before them; the rare late one is caught
+            # when the image is decoded (SourceImage.image then corrects the size).
+            raw = im.info.get("exif")
+            if not raw:
+                return 1
+            exif = Image.Exif()
+            exif.load(raw)
+            return int(exif.get(_ORIENTATION_TAG, 1))
+        if im.format == "TIFF":
+            # Pillow 13 orients TIFFs itself: .size is already upright and load() transposes.
+            tags = getattr(im, "tag_v2", {})
+            if im.size != (tags.get(256), tags.get(257)):
+                return 1
+        return int(im.getexif().get(_ORIENTATION_TAG, 1))
+    except (*_DECODE_ERRORS, TypeError):
+        return 1
+
+
+def _from_bytes(data: bytes, limits: ImageLimits, *, label: str, path: Path | None = None) -> SourceImage:
+    if not data:
+        raise ImageDecodeError(f"{label} is empty (0 bytes)")
+    _check_bytes(len(data), limits.max_bytes, label)
+    with _pillow_guard(label):
+        try:
+            im = Image.open(io.BytesIO(data))
+            width, height = im.size
+            fmt = im.format
+        except UnidentifiedImageError as e:
+            raise ImageDecodeError(
+                f"{label} is not an image format Pillow can read (it starts with {data[:12]!r})"
+            ) from e
+        except _DECODE_ERRORS as e:
+            raise ImageDecodeError(f"{label} has a corrupt image header: {e}") from e
+        _check_pixels(width, height, limits, label)
+        orientation = _header_orientation(im)
+    swapped = orientation in _SWAPPING_ORIENTATIONS
+    return SourceImage(
+        image_id=hashlib.sha256(data).hexdigest()[:16],
+        size=(height, width) if swapped else (width, height),
+        label=label,
+        data=data,
+        fmt=fmt,
+        path=path,
+        swapped=swapped,
+    )
+
+
+def _from_path(path: Path, limits: ImageLimits) -> SourceImage:
+    label = str(path)
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError) as e:
+        raise ImageNotFoundError(f"image file not found: {_short(label, 300)}") from e
+    except (OSError, ValueError) as e:
+        raise ImageSourceError(f"cannot access image path {_short(label, 300)}: {e}") from e
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageNotFoundError(f"{label} is a directory; pass the path of one image file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageSourceError(f"{label} is not a regular file; pass the path of an image file")
+    _check_bytes(st.st_size, limits.max_bytes, label)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ImageSourceError(f"cannot read image file {label}: {e}") from e
+    return _from_bytes(data, limits, label=label, path=path)
+
+
+def _from_pil(img: Image.Image, limits: ImageLimits, *, label: str) -> SourceImage:
+    _check_pixels(img.width, img.height, limits, label)
+    with _pillow_guard(label):
+        try:
+            rgb = to_rgb(img)
+        except _DECODE_ERRORS as e:
+            raise ImageDecodeError(f"{label} (mode {img.mode}) cannot be converted to RGB: {e}") from e
+    if rgb is img:  # own the pixels: the caller may keep drawing on its image
+        rgb = img.copy()
+    digest = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())
+    digest.update(rgb.tobytes())
+    return SourceImage(image_id=digest.hexdigest()[:16], size=rgb.size, label=label, rgb=rgb, fmt=img.format)
+
+
+def _is_array(obj: Any) -> bool:
+    return type(obj).__module__.split(".")[0] == "numpy" and hasattr(obj, "__array_interface__")
+
+
+def _from_array(arr: Any, limits: ImageLimits) -> SourceImage:
+    import numpy as np  # only reached when the caller already passed a numpy array
+
+    a = np.asarray(arr)
+    label = f"numpy array {a.shape} {a.dtype}"
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise ImageSourceError(f"{label} is not an image; expected shape HxW, HxWx3 or HxWx4")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ImageSourceError(f"{label} is empty")
+    _check_pixels(a.shape[1], a.shape[0], limits, label)
+    if a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype.kind == "f":
+        if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+            raise ImageSourceError(f"{label}: float pixels must lie in [0, 1]; rescale, or pass uint8 0..255")
+        a = np.rint(a * 255.0).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        raise ImageSourceError(f"{label}: dtype {a.dtype} is not supported; pass uint8 or float in [0, 1]")
+    return _from_pil(Image.fromarray(np.ascontiguousarray(a)), limits, label=label)
+
+
+def _try_base64(text: str) -> bytes | None:
+    s = "".join(text.split())
+    if len(s) < 8:
+        return None
+    altchars = b"-_" if ("-" in s or "_" in s) else None
+    try:
+        return base64.b64decode(s + "=" * (-len(s) % 4), altchars=altchars, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _from_data_uri(uri: str, limits: ImageLimits) -> SourceImage:
+    m = _DATA_URI.match(uri)
+    if m is None or "base64" not in m.group("params").lower().split(";"):
+        raise ImageSourceError(
+            f"unsupported data URI {_short(uri, 40)!r}; expected 'data:image/<type>;base64,<data>'"
+        )
+    payload = m.group("data")
+    _check_bytes(len(payload) * 3 // 4, limits.max_bytes, "data URI image")
+    data = _try_base64(payload) if payload.strip() else b""
+    if data is None:
+        raise ImageDecodeError(f"data URI {_short(uri, 40)!r} does not hold valid base64")
+    return _from_bytes(data, limits, label=f"data URI image ({m.group('mime') or 'no type'})")
+
+
+def _from_url(url: str, limits: ImageLimits) -> SourceImage:
+    if not limits.allow_urls:
+        raise ImageSourceError(
+            f"refusing to download {_short(url)!r}: URL sources are off by default so that a prompt cannot "
+            f"make this process fetch arbitrary addresses; pass limits=ImageLimits(allow_urls=True) to allow "
+            f"it, or download the image yourself and pass its path or bytes"
+        )
+    cap = min(limits.url_max_bytes, limits.max_bytes)
+    what = "url_max_bytes" if cap == limits.url_max_bytes else "max_bytes"
+    deadline = time.monotonic() + limits.url_timeout_s
+    request = urllib.request.Request(url, headers={"User-Agent": "awares"})
+    try:
+        with urllib.request.urlopen(request, timeout=limits.url_timeout_s) as resp:
+            declared = resp.headers.get("Content-Length", "")
+            if declared.isdigit():
+                _check_bytes(int(declared), cap, f"download {_short(url)}", what)
+            buf = bytearray()
+            while chunk := resp.read(64 * 1024):
+                buf += chunk
+                _check_bytes(len(buf), cap, f"download {_short(url)}", what)
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"took longer than url_timeout_s={limits.url_timeout_s}")
+    except AwaresError:
+        raise
+    except (OSError, ValueError, http.client.HTTPException) as e:  # URLError and timeouts are OSErrors
+        raise ImageSourceError(f"could not download {_short(url)}: {e}") from e
+    return _from_bytes(bytes(buf), limits, label=f"image from {_short(url)}")
+
+
+def _from_str(text: str, limits: ImageLimits) -> SourceImage:
+    s = text.strip()
+    if not s:
+        raise ImageSourceError("an empty string is not an image; pass a path, base64 string or data URI")
+    if s[:5].lower() == "data:":
+        return _from_data_uri(s, limits)
+    m = _SCHEME.match(s)
+    if m:
+        scheme = m.group("scheme").lower()
+        if scheme in ("http", "https"):
+            return _from_url(s, limits)
+        if scheme == "file":
+            return _from_path(Path(urllib.request.url2pathname(urllib.parse.urlparse(s).path)), limits)
+        raise ImageSourceError(f"unsupported URL scheme {scheme!r} in {_short(s)!r}; use http(s) or file")
+    path = Path(text).expanduser()
+    try:
+        exists = len(text) < 4096 and path.exists()
+    except (OSError, ValueError):  # a name too long or with NUL bytes cannot be a path
+        exists = False
+    if not exists:
+        data = _try_base64(s)
+        # Base64 letters also spell plausible file names: require an image signature or a long text.
+        if data is not None and (data.startswith(_MAGIC) or data[4:8] == b"ftyp" or len(s) >= 256):
+            _check_bytes(len(data), limits.max_bytes, "base64 image string")
+            return _from_bytes(data, limits, label="base64 image string")
+    return _from_path(path, limits)
