@@ -38,8 +38,9 @@ def _cell_majority(mask: np.ndarray, g_h: int, g_w: int, n_cls: int, min_frac: f
     return lab
 
 
-def token_labels(scene: Scene, scale: float, out_w: int, out_h: int, digits: bool = True) -> torch.Tensor:
-    """Labels (tokens, N_SLOTS + 3) for a view of ``scene`` resized by ``scale`` to ``out_w x out_h``.
+def token_labels(scene: Scene, scale: float, out_w: int, out_h: int, digits: bool = True,
+                 offset: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """Labels (tokens, N_SLOTS + 3) for a view of ``scene``: crop at ``offset``, resize by ``scale``.
 
     Columns: digit slots (10 = none, -100 = not supervised), box (0/1), shape index, colour index.
     """
@@ -49,7 +50,7 @@ def token_labels(scene: Scene, scale: float, out_w: int, out_h: int, digits: boo
         cells: list[list[tuple[float, int]]] = [[] for _ in range(g_h * g_w)]
         for code in scene.codes:
             for (cx, cy), ch in zip(code.char_centers, code.text):
-                x, y = cx * scale, cy * scale
+                x, y = (cx - offset[0]) * scale, (cy - offset[1]) * scale
                 if 0 <= x < out_w and 0 <= y < out_h:
                     cells[int(y // 28) * g_w + int(x // 28)].append((x, int(ch)))
         lab[:, :N_SLOTS] = N_DIGIT - 1
@@ -62,12 +63,18 @@ def token_labels(scene: Scene, scale: float, out_w: int, out_h: int, digits: boo
     color_m = Image.new("L", (out_w, out_h), 0)
     box_m = Image.new("L", (out_w, out_h), 0)
     ds, dc, db = ImageDraw.Draw(shape_m), ImageDraw.Draw(color_m), ImageDraw.Draw(box_m)
+    ox, oy = offset
+
+    def tr(box: Any) -> list[int]:
+        return [round((box[0] - ox) * scale), round((box[1] - oy) * scale), round((box[2] - ox) * scale),
+                round((box[3] - oy) * scale)]
+
     for s in scene.shapes:
-        b = [round(v * scale) for v in s.box]
+        b = tr(s.box)
         draw_shape(ds, s.kind, b, _SHAPE_IDX[s.kind])
         draw_shape(dc, s.kind, b, _COLOR_IDX[s.color])
     for c in scene.codes:
-        db.rectangle([round(v * scale) for v in c.box], fill=1)
+        db.rectangle(tr(c.box), fill=1)
     lab[:, N_SLOTS] = torch.from_numpy(_cell_majority(np.asarray(box_m), g_h, g_w, 2, 0.12))
     lab[:, N_SLOTS + 1] = torch.from_numpy(_cell_majority(np.asarray(shape_m), g_h, g_w, N_SHAPE, 0.3))
     lab[:, N_SLOTS + 2] = torch.from_numpy(_cell_majority(np.asarray(color_m), g_h, g_w, N_COLOR, 0.3))

@@ -43,7 +43,7 @@ def run_stage_a(model: Any, head: DenseHead, ckpt: Path, minutes: float, *, lr: 
         head.load_state_dict(st["head"])
         opt.load_state_dict(st["opt"])
         step, font_lo, clock = st["step"], st["font_lo"], Clock(st["elapsed"])
-        if st.get("done"):
+        if st.get("done") and clock.elapsed >= minutes * 60:
             logger.info("stage A already done (%d steps)", step)
             return
         logger.info("stage A resumed at step %d (%.1f min)", step, clock.elapsed / 60)

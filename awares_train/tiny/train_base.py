@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/base"), help="checkpoints and logs")
     ap.add_argument("--minutes", type=float, default=60.0, help="total training wall time (A + B)")
     ap.add_argument("--a-share", type=float, default=0.3, help="share of --minutes for stage A")
+    ap.add_argument("--a-minutes", type=float, default=None, help="stage A wall time (overrides --a-share)")
+    ap.add_argument("--b-minutes", type=float, default=None, help="stage B wall time (default: the rest)")
+    ap.add_argument("--eval-n", type=int, default=100, help="held-out samples per eval set")
     ap.add_argument("--stages", default="AB", help="which stages to run (A, B or AB)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -39,13 +42,14 @@ def main(argv: list[str] | None = None) -> None:
     tok = build_tokenizer()
     model = build_model(tok)
     head = DenseHead(model.config.text_config.hidden_size)
-    a_min = args.minutes * args.a_share
+    a_min = args.a_minutes if args.a_minutes is not None else args.minutes * args.a_share
+    b_min = args.b_minutes if args.b_minutes is not None else args.minutes - a_min
     if "A" in args.stages:
         run_stage_a(model, head, args.work / "stageA.pt", a_min, seed=args.seed)
     if "B" in args.stages:
         from awares_train.tiny.stage_vqa import run_stage_b
 
-        run_stage_b(model, head, tok, args.work, args.minutes - a_min, out=args.out, seed=args.seed)
+        run_stage_b(model, head, tok, args.work, b_min, out=args.out, seed=args.seed, eval_n=args.eval_n)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,49 @@
+"""Write a trained tiny model as a self-contained folder: weights, processor and ``awares.json``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from awares_train.tiny import CROPS_TURN_TEXT, IMAGE_SIZE, LOWRES_FACTOR, SYSTEM_PROMPT
+
+__all__ = ["model_card", "export_model"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FONT = 28
+
+
+def model_card(metrics: dict[str, Any], training: dict[str, Any], font_size: int = DEFAULT_FONT) -> dict[str, Any]:
+    """The ``awares-model-card/1`` record the inference loop reads."""
+    return {"format": "awares-model-card/1", "family": "qwen2.5-vl", "crop_set": "awares9",
+            "lowres": {"kind": "scale", "factor": LOWRES_FACTOR}, "system_prompt": SYSTEM_PROMPT,
+            "crops_turn_text": CROPS_TURN_TEXT, "request_format": "text", "image_size": [IMAGE_SIZE, IMAGE_SIZE],
+            "font_size": font_size, "metrics": metrics, "training": training}
+
+
+def export_model(model: Any, tokenizer: Any, out: Path, metrics: dict[str, Any], training: dict[str, Any]) -> None:
+    """Save into a temp folder, then swap it in, so ``out`` is always a complete model."""
+    from awares_train.tiny.model import build_processor
+
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp, safe_serialization=True)
+    build_processor(tokenizer).save_pretrained(tmp)
+    (tmp / "awares.json").write_text(json.dumps(model_card(metrics, training), indent=2) + "\n")
+    for f in tmp.iterdir():  # safetensors writes 0600; the package data must be world-readable
+        f.chmod(0o644)
+    old = out.with_name(out.name + ".old")
+    if out.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        out.rename(old)
+    tmp.rename(out)
+    if old.exists():
+        shutil.rmtree(old)
+    logger.info("exported model to %s", out)
