@@ -8,6 +8,9 @@ BIN    := $(VENV)/bin
 # would pull a multi-GB CUDA build). Override on machines with a GPU: make test TORCH_SPEC=torch
 TORCH_SPEC ?= torch==2.13.0
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q
+# llama-cpp-python builds from source (about 4-6 minutes on 2 cores; pip caches the wheel). Portable build:
+# no -march=native, so a cached wheel works on any x86-64 machine with AVX2.
+LLAMA_ENV := CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" CMAKE_BUILD_PARALLEL_LEVEL=2
 
 .PHONY: demo test test-fast lint bench clean help system-deps
 
@@ -27,7 +30,7 @@ $(VENV)/.demo-deps: pyproject.toml | $(BIN)/python
 
 # Everything the tests exercise.
 $(VENV)/.test-deps: pyproject.toml $(VENV)/.demo-deps
-	$(PIP) -e ".[hf,train,dev,langchain,mcp,ui,embed,ocr,smolagents,openai-agents]"
+	$(LLAMA_ENV) $(PIP) -e ".[hf,train,dev,langchain,mcp,ui,embed,ocr,smolagents,openai-agents,openai,llamacpp-server]"
 	$(PIP) --no-deps "lmms-eval==0.7.3" "loguru>=0.7" "evaluate>=0.4"  # its own pins would replace torch
 	@$(MAKE) --no-print-directory system-deps
 	touch $@

@@ -234,6 +234,45 @@ def demo(
     _guard(lambda: run_demo(out, backend=backend, echo=typer.echo))
 
 
+@app.command("export-gguf")
+def export_gguf(
+    checkpoint: Path = typer.Argument(..., help="Hugging Face Qwen2.5-VL checkpoint folder (e.g. trained by awares_train)."),
+    out: Path = typer.Option(..., "--out", help="Folder for model.gguf and mmproj.gguf."),
+    quant: str = typer.Option("q8_0", "--quant", help="Language-model weights: q8_0, q4_k_m or f16 (mmproj stays f16)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Converter sources and venv (default ~/.cache/awares/gguf)."),
+) -> None:
+    """Convert a checkpoint to GGUF with llama.cpp's own converter, for the llamacpp backend."""
+    from .gguf import export_gguf as _export
+
+    def run() -> None:
+        res = _export(checkpoint, out, quant=quant, cache_dir=cache_dir)  # type: ignore[arg-type]
+        typer.echo(f"model:  {res.model}")
+        typer.echo(f"mmproj: {res.mmproj}")
+        typer.echo(f"try:    awares ask IMAGE QUESTION --backend llamacpp:{res.model} --mmproj {res.mmproj}")
+
+    _guard(run)
+
+
+@app.command()
+def ui(
+    backend: Optional[str] = typer.Option(None, "--backend", help="Preselected backend spec (default: the embedded model)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (0.0.0.0 exposes the page to your network)."),
+    port: int = typer.Option(7860, "--port", help="Port to serve on."),
+    timeout: float = typer.Option(180.0, "--timeout", help="Default time limit per question, in seconds."),
+) -> None:
+    """Serve the web demo: upload an image, ask, and see where the model looked and what it cost."""
+    from .errors import require_extra
+
+    def run() -> None:
+        require_extra("gradio", "ui")
+        from .ui import serve
+
+        typer.echo(f"awares ui: http://{host}:{port}  (Ctrl+C to stop)", err=True)
+        serve(backend, host=host, port=port, timeout_s=timeout)
+
+    _guard(run)
+
+
 def main() -> None:
     """Entry point of the ``awares`` console script."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,325 @@
+"""OpenAIBackend against real HTTP servers on 127.0.0.1.
+
+A scripted stdlib server (``http.server`` in a thread) plays the failure cases: server down, timeout, 500
+then success, 429 with Retry-After, malformed replies. ``python -m llama_cpp.server`` serving the tiny GGUF
+(a real OpenAI-compatible server) runs the crop loop end to end, through the API and through the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterator
+
+import pytest
+from PIL import Image
+
+pytest.importorskip("httpx")
+
+from awares_tool.backends.base import GenerationSettings, ImagePart, Message, TextPart  # noqa: E402
+from awares_tool.backends.openai import OpenAIBackend, guess_family, to_openai_messages  # noqa: E402
+from awares_tool.errors import BackendError, BackendTimeoutError, BackendUnavailableError  # noqa: E402
+from awares_tool.loop import crop_on_demand  # noqa: E402
+
+
+def reply(text: str = "", tool_calls: list | None = None, usage: dict | None = None) -> dict[str, Any]:
+    msg: dict[str, Any] = {"role": "assistant", "content": text}
+    if tool_calls:
+        msg["tool_calls"] = tool_calls
+    return {
+        "id": "x", "object": "chat.completion", "model": "m",
+        "choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls" if tool_calls else "stop"}],
+        "usage": usage or {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12},
+    }
+
+
+class Scripted:
+    """A tiny OpenAI-like server: each POST takes the next (status, headers, body, delay) from the script."""
+
+    def __init__(self, script: list[tuple[int, dict[str, str], Any, float]]) -> None:
+        self.script = list(script)
+        self.requests: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.lock = threading.Lock()
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def _send(self, status: int, headers: dict[str, str], body: Any) -> None:
+                raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                try:
+                    self.wfile.write(raw)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._send(200, {}, {"object": "list", "data": [{"id": "qwen2.5-vl-tiny", "object": "model"}]})
+
+            def do_POST(self) -> None:  # noqa: N802
+                n = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(n))
+                with outer.lock:
+                    outer.requests.append(body)
+                    step = outer.script.pop(0) if len(outer.script) > 1 else outer.script[0]
+                    outer.in_flight += 1
+                    outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
+                status, headers, payload, delay = step
+                try:
+                    time.sleep(delay)
+                    self._send(status, headers, payload)
+                finally:
+                    with outer.lock:
+                        outer.in_flight -= 1
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    servers: list[Scripted] = []
+
+    def start(*script: tuple[int, dict[str, str], Any, float]) -> Scripted:
+        s = Scripted(list(script))
+        servers.append(s)
+        return s
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def ok(body: Any, delay: float = 0.0) -> tuple[int, dict[str, str], Any, float]:
+    return (200, {}, body, delay)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def image(w: int = 400, h: int = 300) -> Image.Image:
+    img = Image.new("RGB", (w, h), "white")
+    img.paste((0, 0, 255), (w // 4, h // 4, 3 * w // 4, 3 * h // 4))
+    return img
+
+
+USER = [Message(role="user", content=[ImagePart(image=image(64, 48)), TextPart(text="What colour?")])]
+FAST = GenerationSettings(max_new_tokens=8)
+
+
+# -- failure handling ----------------------------------------------------------------------------------
+def test_server_down_names_the_url():
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    be = OpenAIBackend(url, "m", max_retries=2, backoff_s=0.01)
+    t0 = time.perf_counter()
+    with pytest.raises(BackendUnavailableError, match=r"127\.0\.0\.1.*after 3 attempts"):
+        be.generate(USER, FAST)
+    assert time.perf_counter() - t0 < 5
+
+
+def test_timeout_raises_and_does_not_retry(serve):
+    srv = serve(ok(reply("late"), delay=1.5))
+    be = OpenAIBackend(srv.url, "m", timeout_s=0.3, max_retries=3)
+    with pytest.raises(BackendTimeoutError, match="0.3 s"):
+        be.generate(USER, FAST)
+    assert len(srv.requests) == 1
+    # the per-call setting overrides the constructor's
+    with pytest.raises(BackendTimeoutError, match="0.2 s"):
+        OpenAIBackend(srv.url, "m", timeout_s=30).generate(USER, GenerationSettings(timeout_s=0.2))
+
+
+def test_500_then_success_retries(serve):
+    srv = serve((500, {}, {"error": "boom"}, 0.0), (503, {}, b"busy", 0.0), ok(reply("blue")))
+    gen = OpenAIBackend(srv.url, "m", backoff_s=0.01).generate(USER, FAST)
+    assert gen.text == "blue" and len(srv.requests) == 3
+
+
+def test_500_forever_gives_up_with_status(serve):
+    srv = serve((500, {}, {"error": "boom"}, 0.0))
+    with pytest.raises(BackendError, match="HTTP 500"):
+        OpenAIBackend(srv.url, "m", backoff_s=0.01, max_retries=2).generate(USER, FAST)
+    assert len(srv.requests) == 3
+
+
+def test_429_honours_retry_after(serve):
+    srv = serve((429, {"Retry-After": "1"}, {"error": "slow down"}, 0.0), ok(reply("red")))
+    be = OpenAIBackend(srv.url, "m", backoff_s=0.01)
+    t0 = time.perf_counter()
+    assert be.generate(USER, FAST).text == "red"
+    assert 0.9 <= time.perf_counter() - t0 < 5
+
+
+def test_4xx_is_not_retried(serve):
+    srv = serve((404, {}, {"error": "no such model"}, 0.0))
+    with pytest.raises(BackendUnavailableError, match="HTTP 404.*no such model"):
+        OpenAIBackend(srv.url, "m", backoff_s=0.01).generate(USER, FAST)
+    assert len(srv.requests) == 1
+
+
+@pytest.mark.parametrize("body", [b"<html>oops</html>", {"no": "choices"}, {"choices": []}])
+def test_malformed_server_reply_is_a_backend_error(serve, body):
+    srv = serve(ok(body))
+    with pytest.raises(BackendError, match="not JSON|without choices"):
+        OpenAIBackend(srv.url, "m").generate(USER, FAST)
+
+
+def test_malformed_model_output_falls_back_to_the_full_image(serve):
+    bad_call = [{"id": "c1", "type": "function", "function": {"name": "get_crops", "arguments": "{regions: [4"}}]
+    srv = serve(ok(reply("", tool_calls=bad_call)), ok(reply("blue")))
+    res = crop_on_demand(image(), "What colour?", backend=OpenAIBackend(srv.url, "m"), use_tools=True)
+    assert res.answer == "blue"
+    assert res.requests[0].fallback == "full_image" and res.regions == ["all"]
+    assert len(srv.requests) == 2
+
+
+# -- protocol ------------------------------------------------------------------------------------------
+def test_model_none_asks_the_server_and_guesses_family(serve):
+    srv = serve(ok(reply("x")))
+    be = OpenAIBackend(srv.url)
+    assert be.name.endswith("#?")
+    be.generate(USER, FAST)
+    assert be.model == "qwen2.5-vl-tiny" and srv.requests[0]["model"] == "qwen2.5-vl-tiny"
+    assert be.token_family == "qwen2.5-vl" and be.count_image_tokens(448, 448) == 256
+    assert guess_family("Qwen/Qwen3-VL-8B") == "qwen3-vl" and guess_family("gpt-4o") is None
+
+
+def test_text_protocol_loop_sends_data_uris_and_crops_in_a_user_turn(serve):
+    usage = {"prompt_tokens": 90, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 40}}
+    srv = serve(ok(reply("GET_CROPS: ['4']", usage=usage)), ok(reply("blue", usage=usage)))
+    be = OpenAIBackend(srv.url, "Qwen2.5-VL-7B-Instruct")
+    res = crop_on_demand(image(), "What colour is the square?", backend=be)
+    assert res.answer == "blue" and res.regions == ["4"]
+    second = srv.requests[1]["messages"]
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "user"]
+    assert second[1]["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert any(p["type"] == "image_url" for p in second[3]["content"])
+    assert "tools" not in srv.requests[0]
+    # visual tokens are estimated from the family, and the ledger says so
+    assert res.tokens.source == "estimate" and res.tokens.crops == [be.count_image_tokens(200, 150)]
+    assert res.timings[1].cached_tokens == 40 and res.timings[1].prefilled_tokens == 50
+
+
+def test_native_tools_loop(serve):
+    call = [{"id": "call_7", "type": "function", "function": {"name": "get_crops", "arguments": '{"regions": ["4"]}'}}]
+    srv = serve(ok(reply("", tool_calls=call)), ok(reply("blue")))
+    res = crop_on_demand(image(), "What colour?", backend=OpenAIBackend(srv.url, "m"), use_tools=True)
+    assert res.answer == "blue" and res.regions == ["4"]
+    first, second = srv.requests[0], srv.requests[1]
+    assert first["tools"][0]["function"]["name"] == "get_crops" and first["tool_choice"] == "auto"
+    roles = [m["role"] for m in second["messages"]]
+    assert roles == ["system", "user", "assistant", "tool", "user"]
+    assert second["messages"][2]["tool_calls"][0]["id"] == "call_7"
+    assert second["messages"][3]["tool_call_id"] == "call_7" and isinstance(second["messages"][3]["content"], str)
+    assert any(p["type"] == "image_url" for p in second["messages"][4]["content"])
+
+
+def test_tool_images_move_to_a_user_turn_and_text_mode_without_native_tools():
+    msgs = [
+        Message(role="assistant", content=[], tool_calls=[{"id": "a", "function": {"name": "get_crops",
+                                                                                      "arguments": {"regions": ["1"]}}}]),
+        Message(role="tool", content=[TextPart(text="crop 1"), ImagePart(image=image(32, 32))], tool_call_id="a"),
+    ]
+    wire = to_openai_messages(msgs)
+    assert [m["role"] for m in wire] == ["assistant", "tool", "user"]
+    assert wire[1]["content"] == "crop 1" and wire[2]["content"][0]["type"] == "image_url"
+    assert json.loads(wire[0]["tool_calls"][0]["function"]["arguments"]) == {"regions": ["1"]}
+    plain = to_openai_messages(msgs, native_tools=False)
+    assert [m["role"] for m in plain] == ["assistant", "user", "user"]
+    assert "<tool_call>" in plain[0]["content"] and "tool_calls" not in plain[0]
+
+
+def test_concurrency_limit(serve):
+    srv = serve(ok(reply("x"), delay=0.3))
+    be = OpenAIBackend(srv.url, "m", concurrency=2)
+    threads = [threading.Thread(target=be.generate, args=(USER, FAST)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(srv.requests) == 6 and srv.max_in_flight == 2
+
+
+# -- a real server: llama_cpp.server on the tiny GGUF ------------------------------------------------
+@pytest.fixture(scope="module", params=["qwen2.5-vl", "mtmd"])
+def llama_server(request) -> Iterator[tuple[str, str]]:
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("uvicorn")
+    from test_gguf_export import tiny_gguf
+
+    model, mmproj = tiny_gguf()
+    port = free_port()
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--clip_model_path", str(mmproj),
+           "--chat_format", request.param, "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
+           "--model_alias", "tiny-qwen2.5-vl"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    import httpx
+
+    deadline = time.time() + 60
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
+            try:
+                if httpx.get(url + "/models", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.time() > deadline:
+                pytest.fail("llama_cpp.server did not answer within 60 s")
+            time.sleep(0.2)
+        yield url, request.param
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_real_server_loop(llama_server):
+    url, _ = llama_server
+    with OpenAIBackend(url, token_family="qwen2.5-vl") as be:  # model=None: asks /v1/models
+        res = crop_on_demand(image(), "What colour is the square?", backend=be, max_new_tokens=8, mode="all_crops")
+        assert be.model == "tiny-qwen2.5-vl"
+    assert res.answered and len(res.timings) == 1 and res.timings[0].prompt_tokens > 0
+    assert len(res.regions) == 9
+
+
+@pytest.mark.slow
+def test_real_server_cli_ask(llama_server, tmp_path):
+    url, _ = llama_server
+    path = tmp_path / "img.png"
+    image().save(path)
+    out = subprocess.run(
+        [sys.executable, "-m", "awares_tool.cli", "ask", str(path), "What colour?", "--backend",
+         f"openai:{url}#tiny-qwen2.5-vl", "--max-new-tokens", "8", "--json"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout)
+    assert res["backend"] == f"openai:{url}#tiny-qwen2.5-vl" and res["timings"]
