@@ -8,6 +8,9 @@ the opaque ``state`` a backend returned, so a backend can reuse its KV cache for
 
 from __future__ import annotations
 
+import logging
+import os
+from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol, Sequence, runtime_checkable
 
 from PIL import Image
@@ -157,6 +160,18 @@ class ModelCard(BaseModel):
     training: dict[str, Any] = Field(default_factory=dict)
 
     model_config = ConfigDict(extra="allow")
+
+    @classmethod
+    def from_folder(cls, folder: "str | os.PathLike[str]") -> "ModelCard | None":
+        """The ``awares.json`` beside a model's weights, or None (an unreadable card is logged and ignored)."""
+        card = Path(folder) / "awares.json"
+        if not card.is_file():
+            return None
+        try:
+            return cls.model_validate_json(card.read_text())
+        except ValueError as e:
+            logging.getLogger(__name__).warning("ignoring unreadable model card %s: %s", card, e)
+            return None
 
 
 @runtime_checkable

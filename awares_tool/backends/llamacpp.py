@@ -135,7 +135,7 @@ class LlamaCppBackend:
         self.reuse_cache = reuse_cache
         self.completion_kwargs = dict(completion_kwargs or {})
         self.token_family = token_family or ARCH_TO_FAMILY.get(arch)
-        self.model_card = _read_card(model.parent)
+        self.model_card = ModelCard.from_folder(model.parent)
         self.name = f"llamacpp:{model}"
         self.model_path, self.mmproj_path = model, proj
         self._kv: list[_Unit] = []
@@ -438,14 +438,3 @@ def _piece(piece: Any) -> str:
 
 def _raise(message: str) -> None:
     raise ValueError(message)
-
-
-def _read_card(folder: Path) -> ModelCard | None:
-    card = folder / "awares.json"
-    if not card.is_file():
-        return None
-    try:
-        return ModelCard.model_validate_json(card.read_text())
-    except ValueError as e:
-        log.warning("ignoring unreadable model card %s: %s", card, e)
-        return None

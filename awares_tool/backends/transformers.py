@@ -111,7 +111,7 @@ class TransformersBackend:
         # tool loop trains models; other families' templates have no tool turn at all.
         template = getattr(self.processor, "chat_template", None) or ""
         self.supports_tool_images = self.model_type in _REUSABLE and "tool_response" in template
-        self.model_card = _read_card(path)
+        self.model_card = ModelCard.from_folder(path)
         self._image_token_id = getattr(self.model.config, "image_token_id", None) or getattr(
             self.model.config, "image_token_index", None
         )
@@ -410,14 +410,3 @@ def _as_dict(args: Any) -> Any:
         except json.JSONDecodeError:
             return args
     return args
-
-
-def _read_card(path: Path) -> ModelCard | None:
-    card = path / "awares.json"
-    if not card.is_file():
-        return None
-    try:
-        return ModelCard.model_validate_json(card.read_text())
-    except ValueError as e:
-        log.warning("ignoring unreadable model card %s: %s", card, e)
-        return None
