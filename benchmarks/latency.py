@@ -34,7 +34,7 @@ SIZES = {
         vision=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=896,
                     fullatt_block_indexes=[7, 15, 23, 31]),
         text=dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                  num_key_value_heads=2, mrope_section=[16, 24, 24]),
+                  num_key_value_heads=2, mrope_section=[8, 12, 12]),  # sums to head_dim/2 = 32
     ),
     "small": dict(
         vision=dict(depth=8, hidden_size=320, intermediate_size=856, num_heads=4, out_hidden_size=256,
