@@ -300,7 +300,6 @@ class TransformersBackend:
         merge = self._merge_size()
         per_image = [int(g.prod()) // (merge * merge) for g in grid]
         is_img = (ids == self._image_token_id).tolist()
-        seen = 0
         first = None
         count = 0
         i = 0
@@ -315,7 +314,6 @@ class TransformersBackend:
                     raise BackendError("cannot reuse the cache: it ends inside an image")
                 i += per_image[img_index]
                 img_index += 1
-                seen += 1
             else:
                 i += 1
         return (first, count) if first is not None else None
