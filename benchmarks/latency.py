@@ -124,19 +124,31 @@ def run(backend, image: Image.Image, decision: str) -> tuple[float, float | None
     return time.perf_counter() - t0, res.tokens.rtr
 
 
+def _native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", choices=sorted(SIZES), default="real")
     ap.add_argument("--repeats", type=int, default=1, help="interleaved repeats; the median is reported")
     ap.add_argument("--images", default="1024x1024,1536x1152,2048x1536", help="comma-separated WxH sizes")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--dtype", choices=["auto", "bfloat16", "float32"], default="auto",
+                    help="auto: bfloat16 where the CPU has native bf16 (avx512_bf16/amx), else float32 "
+                         "(emulated bf16 is many times slower than fp32)")
     args = ap.parse_args()
 
     from awares_tool.backends.transformers import TransformersBackend
 
     path = build_model(args.size)
-    backend = TransformersBackend(path, dtype="bfloat16", threads=args.threads)
-    print(f"model: {path.name}  threads: {args.threads}  load average: {os.getloadavg()[0]:.1f} "
+    dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if _native_bf16() else "float32")
+    backend = TransformersBackend(path, dtype=dtype, threads=args.threads)
+    print(f"model: {path.name}  dtype: {dtype}  threads: {args.threads}  load average: {os.getloadavg()[0]:.1f} "
           f"(other jobs on the machine distort absolute times; ratios are measured side by side)", flush=True)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.images.split(",")]
     for w, h in sizes:
