@@ -47,6 +47,14 @@ def save_ckpt(path: Path, **state: Any) -> None:
     os.replace(tmp, path)
 
 
+def save_stage(path: Path, *, model: Any, head: Any, opt: Any, step: int, elapsed: float, history: list,
+               done: bool = False) -> None:
+    """Checkpoint of a stage that trains the whole model plus the dense head (stages B and C)."""
+    extra = {"done": True} if done else {}
+    save_ckpt(path, model=model.state_dict(), head=head.state_dict(), opt=opt.state_dict(), step=step,
+              elapsed=elapsed, history=history, **extra)
+
+
 def load_ckpt(path: Path) -> dict[str, Any] | None:
     return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
 

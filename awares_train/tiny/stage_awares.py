@@ -16,7 +16,7 @@ from typing import Any
 
 from awares_train.data.synthetic import SyntheticConfig, generate_sample
 from awares_train.tiny.batches import ConversationEncoder
-from awares_train.tiny.common import Clock, load_ckpt, lr_at, make_optimizer, save_ckpt
+from awares_train.tiny.common import Clock, load_ckpt, lr_at, make_optimizer, save_stage
 from awares_train.tiny.dense import DenseHead
 from awares_train.tiny.evaluate import eval_examples, heldout_samples
 from awares_train.tiny.stage_vqa import TRAIN_CFG, _base_batch, base_eval, train_step
@@ -125,11 +125,11 @@ def run_stage_c(model: Any, head: DenseHead, tok: Any, base_ckpt: Path | None, w
                              training={"stage": "awares", "stage_c_steps": step,
                                        "stage_c_minutes": round(clock.elapsed / 60, 2)})
         if clock.elapsed - last_save > 120:
-            save_ckpt(ckpt, model=model.state_dict(), head=head.state_dict(), opt=opt.state_dict(), step=step,
-                      elapsed=clock.elapsed, history=history)
+            save_stage(ckpt, model=model, head=head, opt=opt, step=step, elapsed=clock.elapsed,
+                       history=history)
             last_save = clock.elapsed
-    save_ckpt(ckpt, model=model.state_dict(), head=head.state_dict(), opt=opt.state_dict(), step=step,
-              elapsed=clock.elapsed, history=history, done=True)
+    save_stage(ckpt, model=model, head=head, opt=opt, step=step, elapsed=clock.elapsed, history=history,
+               done=True)
     logger.info("stage C done: %d steps %.1f min", step, clock.elapsed / 60)
     if out is not None:
         from awares_train.tiny.stage_vqa import tf_font_curve

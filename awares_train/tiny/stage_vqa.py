@@ -18,7 +18,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from awares_train.data.synthetic import SyntheticConfig, generate_sample
 from awares_train.tiny.batches import ConversationEncoder
-from awares_train.tiny.common import Clock, load_ckpt, lr_at, make_optimizer, save_ckpt
+from awares_train.tiny.common import Clock, load_ckpt, lr_at, make_optimizer, save_stage
 from awares_train.tiny.dense import DenseHead, dense_loss
 from awares_train.tiny.evaluate import eval_examples, heldout_samples
 from awares_train.tiny.tasks import Example, base_example, build_batch
@@ -189,11 +189,11 @@ def run_stage_b(model: Any, head: DenseHead, tok: Any, work: Path, minutes: floa
                              training={"stage": "base", "stage_b_steps": step,
                                        "stage_b_minutes": round(clock.elapsed / 60, 2)})
         if clock.elapsed - last_save > 120:
-            save_ckpt(ckpt, model=model.state_dict(), head=head.state_dict(), opt=opt.state_dict(), step=step,
-                      elapsed=clock.elapsed, history=history)
+            save_stage(ckpt, model=model, head=head, opt=opt, step=step, elapsed=clock.elapsed,
+                       history=history)
             last_save = clock.elapsed
-    save_ckpt(ckpt, model=model.state_dict(), head=head.state_dict(), opt=opt.state_dict(), step=step,
-              elapsed=clock.elapsed, history=history, done=True)
+    save_stage(ckpt, model=model, head=head, opt=opt, step=step, elapsed=clock.elapsed, history=history,
+               done=True)
     logger.info("stage B done: %d steps %.1f min", step, clock.elapsed / 60)
     if out is not None:
         test = base_eval(model, enc, n=eval_n, split="test")
