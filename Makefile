@@ -12,20 +12,22 @@ PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q
 # no -march=native, so a cached wheel works on any x86-64 machine with AVX2.
 LLAMA_ENV := CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" CMAKE_BUILD_PARALLEL_LEVEL=2
 
-.PHONY: demo test test-fast lint bench clean help system-deps
+.PHONY: demo test test-fast lint bench clean help system-deps reproduce reproduce-from-scratch
 
 help:
 	@echo "make demo   - set up and run the embedded default model on a shipped example image"
 	@echo "make test   - set up and run the test suite"
 	@echo "make bench  - run the benchmarks in benchmarks/"
+	@echo "make reproduce              - AwaRes stages (data, SFT, GRPO, eval) from the shipped tiny-base (<1 h, CPU)"
+	@echo "make reproduce-from-scratch - the base model from random weights too, then the AwaRes stages (<3 h, CPU)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Core + transformers backend: enough for the demo.
+# Core + transformers and llama.cpp backends: the demo runs the embedded model on both.
 $(VENV)/.demo-deps: pyproject.toml | $(BIN)/python
 	$(PIP) "$(TORCH_SPEC)"
-	$(PIP) -e ".[hf]"
+	$(LLAMA_ENV) $(PIP) -e ".[hf,llamacpp]"
 	touch $@
 
 # Everything the tests exercise.
@@ -56,6 +58,19 @@ test: $(VENV)/.test-deps
 
 test-fast: $(VENV)/.test-deps
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The tiny AwaRes reproduction (docs/reproduce/results.md). Resumable: a rerun skips finished stages;
+# delete the work folder to start over. REPRODUCE_ARGS=--threads 1 while other jobs share the CPU.
+REPRODUCE_ARGS ?=
+reproduce: $(VENV)/.test-deps
+	$(BIN)/awares-train reproduce --work runs/reproduce --docs docs/reproduce $(REPRODUCE_ARGS)
+
+# Stage A + B of the base model (time-boxed: 31 + 38 minutes, as the shipped tiny-base), then the above.
+reproduce-from-scratch: $(VENV)/.test-deps
+	$(BIN)/python -m awares_train.tiny.train_base --out runs/scratch/tiny-base --work runs/scratch/base \
+	  --a-minutes 31 --b-minutes 38
+	$(BIN)/awares-train reproduce --base runs/scratch/tiny-base --work runs/scratch/reproduce \
+	  --docs docs/reproduce-from-scratch $(REPRODUCE_ARGS)
 
 bench: $(VENV)/.test-deps
 	$(BIN)/python benchmarks/crop_engine.py

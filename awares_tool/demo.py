@@ -1,7 +1,8 @@
 """``awares demo`` / ``make demo``: the main job on a shipped example image, with no download.
 
 With the embedded default model available it asks a question that needs a high-res crop and one that does
-not, prints answer, regions fetched, RTR and time, and writes the crop overlay. Without a model backend
+not, prints answer, regions fetched, RTR and time, and writes the crop overlay; with llama-cpp-python
+installed it asks the same questions of the shipped GGUF through llama.cpp too. Without a model backend
 (no ``hf`` extra installed) it still shows the crop engine: the crop set over the image, the crops and the
 token ledger.
 """
@@ -20,6 +21,7 @@ from .overlay import draw_overlay
 __all__ = ["run_demo", "demo_assets"]
 
 ASSETS = Path(__file__).resolve().parent / "assets"
+DEFAULT_GGUF = Path(__file__).resolve().parent / "models" / "tiny-awares-gguf" / "model.gguf"
 
 
 def demo_assets() -> tuple[Path, list[dict[str, Any]]]:
@@ -29,9 +31,11 @@ def demo_assets() -> tuple[Path, list[dict[str, Any]]]:
 
 
 def run_demo(out: Path, *, backend: str | None = None, echo: Callable[[str], Any] = print) -> list[Any]:
-    """Run the demo and return the results (empty when no model could be used)."""
-    from .loop import crop_on_demand
+    """Run the demo and return the results (empty when no model could be used).
 
+    With ``backend=None`` the embedded model runs on transformers and, where llama-cpp-python is installed,
+    its shipped GGUF runs on llama.cpp as well; a spec string runs that backend only.
+    """
     image, questions = demo_assets()
     out.mkdir(parents=True, exist_ok=True)
     src = open_image(image)
@@ -43,6 +47,36 @@ def run_demo(out: Path, *, backend: str | None = None, echo: Callable[[str], Any
     except (BackendUnavailableError, MissingExtraError) as e:
         echo(f"no model backend available ({e}); showing the crop engine only")
         return _crop_engine_demo(src, out, echo)
+    runs = [(getattr(be, "name", "model"), be, "")]
+    if backend is None:
+        gguf = _default_gguf_backend(echo)
+        if gguf is not None:
+            runs.append(("llama.cpp, " + DEFAULT_GGUF.parent.name, gguf, "_llamacpp"))
+    results = []
+    for label, run_be, suffix in runs:
+        echo(f"\n== backend: {label}")
+        results += _ask_all(src, questions, run_be, out, suffix, echo)
+    return results
+
+
+def _default_gguf_backend(echo: Callable[[str], Any]) -> Any:
+    """The shipped GGUF on llama.cpp, or None (with a note) where llama-cpp-python is not installed."""
+    import importlib.util
+
+    if not DEFAULT_GGUF.is_file():
+        return None
+    if importlib.util.find_spec("llama_cpp") is None:
+        echo("(pip install 'awares[llamacpp]' to run the same questions on llama.cpp with the shipped GGUF)")
+        return None
+    from .backends import resolve_backend
+
+    return resolve_backend(f"llamacpp:{DEFAULT_GGUF}")
+
+
+def _ask_all(src: Any, questions: list[dict[str, Any]], be: Any, out: Path, suffix: str,
+             echo: Callable[[str], Any]) -> list[Any]:
+    from .loop import crop_on_demand
+
     results = []
     for i, q in enumerate(questions):
         res = crop_on_demand(src, q["question"], backend=be)
@@ -57,7 +91,7 @@ def run_demo(out: Path, *, backend: str | None = None, echo: Callable[[str], Any
         echo(f"   time: {res.wall_s:.2f}s")
         title = f"{res.question} -> {res.answer}"
         pic = draw_overlay(src.image, get_crop_set(res.crop_set), fetched or [], highlight=fetched, title=title)
-        path = out / f"demo_q{i + 1}_overlay.png"
+        path = out / f"demo_q{i + 1}{suffix}_overlay.png"
         pic.save(path)
         echo(f"   overlay: {path}")
         results.append(res)

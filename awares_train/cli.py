@@ -21,6 +21,7 @@ COMMANDS = {
     "sft": "awares_train.sft.cli:sft",
     "grpo": "awares_train.grpo.cli:grpo",
     "eval": "awares_train.eval.cli:evaluate",
+    "reproduce": "awares_train.reproduce.cli:reproduce",
 }
 
 

@@ -74,3 +74,28 @@ def test_sft_lowers_heldout_loss_and_writes_run_files(tmp_path):
     assert (out / "adapter_model.safetensors").exists()
     merged = AutoModelForImageTextToText.from_pretrained(out / "merged")
     assert not any("lora" in n for n, _ in merged.named_parameters())
+
+
+def test_sft_resumes_from_a_checkpoint_exactly(tmp_path):
+    """Stopped after 3 steps and resumed to 6, a run logs the same losses as one that ran 6 steps straight."""
+    from awares_train.sft.toydata import write_toy_trajectories
+    from awares_train.sft.train import run_sft
+    from awares_train.testing.tiny_vlms import tiny_vlm_path
+
+    train = write_toy_trajectories(tmp_path / "train", 12, crop_share=0.5)
+
+    def run(out, steps, resume=None):
+        cfg = load_config(AwaresSFTConfig, TINY, [
+            f"model_name_or_path={tiny_vlm_path('qwen2.5-vl')}", f"train_data={train}", f"output_dir={out}",
+            f"max_steps={steps}", "learning_rate=0.01", "logging_steps=1", "save_strategy=steps", "save_steps=3",
+            "eval_fraction=0"] + ([f"resume_from_checkpoint={resume}"] if resume else []))
+        run_sft(cfg)
+        return {r["step"]: r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+                if "loss" in r}
+
+    straight = run(tmp_path / "a", 6)
+    run(tmp_path / "b", 3)
+    resumed = run(tmp_path / "b", 6, resume=tmp_path / "b" / "checkpoint-3")
+    assert sorted(straight) == [1, 2, 3, 4, 5, 6]
+    for step in (4, 5, 6):
+        assert resumed[step] == pytest.approx(straight[step], rel=1e-4), step

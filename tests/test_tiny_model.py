@@ -107,4 +107,32 @@ def test_shipped_model_awares_behaviour(shipped) -> None:
 
 
 # Thresholds a bit below the measured accuracy of the shipped model (see docs/tiny_model.md).
-THRESH = {"other": 6, "region": 4, "code": 2}  # measured on 100+100 test samples: 0.77 / 0.58 / 0.37
+# On these 20 samples the shipped model gets 10 / 7 / 5; on 100+100 test samples 0.77 / 0.64 / 0.55.
+THRESH = {"other": 7, "region": 5, "code": 4}
+
+
+def test_tiny_chat_template_renders_tools_in_one_line(tok_proc) -> None:
+    """The tiny template lists tools in one line but renders and parses tool calls exactly like Qwen3-VL."""
+    from trl.chat_template_utils import supports_tool_calling
+
+    from awares_train.grpo.env import crop_tool_schemas
+
+    tok, proc = tok_proc
+    messages = [{"role": "system", "content": "sys"}, {"role": "user", "content": "What is the code?"}]
+    text = tok.apply_chat_template(messages, tools=crop_tool_schemas("awares9"), tokenize=False,
+                                   add_generation_prompt=True)
+    assert text.startswith("<|im_start|>system\nsys\n\nTools: get_crops<|im_end|>\n")
+    assert "<tools>" not in text and "{% generation %}" not in text
+    assert supports_tool_calling(proc)
+    reply = '<tool_call>\n{"name": "get_crops", "arguments": {"regions": ["2"]}}\n</tool_call><|im_end|>'
+    parsed = tok.parse_response(tok(reply)["input_ids"], prefix=tok(text)["input_ids"])
+    assert parsed["tool_calls"][0]["function"] == {"name": "get_crops", "arguments": {"regions": ["2"]}}
+
+
+@pytest.mark.parametrize("name", ["tiny-base", "tiny-awares"])
+def test_shipped_models_carry_the_tiny_chat_format(tok_proc, name: str) -> None:
+    from awares_tool.backends.hf_processors import load_processor
+
+    proc = load_processor(MODELS / name)
+    assert proc.chat_template == tok_proc[0].chat_template
+    assert proc.tokenizer.response_template == tok_proc[0].response_template

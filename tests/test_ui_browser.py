@@ -129,24 +129,62 @@ def test_browser_upload_ask_and_compare(server, tmp_path):
     assert SCREENSHOT.stat().st_size > 10_000
 
 
-def test_awares_ui_starts_without_arguments():
-    """``awares ui`` with no arguments serves the page, which says whether the default model is there."""
+@pytest.fixture()
+def ui_process():
+    """``awares ui`` with no arguments, as a user starts it (the embedded default model), on a free port."""
     port = _free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     proc = subprocess.Popen([sys.executable, "-m", "awares_tool.cli", "ui", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         _wait_http(f"http://127.0.0.1:{port}/", 120, proc)
-        config = json.loads(_wait_http(f"http://127.0.0.1:{port}/config", 30, proc))
-        texts = json.dumps([c.get("props", {}).get("value") for c in config["components"]])
-        if (default_model_path() / "config.json").is_file():
-            assert "loads on the first question" in texts
-        else:
-            assert "the embedded default model is missing" in texts
-        assert proc.poll() is None
+        yield proc, f"http://127.0.0.1:{port}/"
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_awares_ui_without_arguments_answers_in_the_browser(ui_process):
+    """The page served by a bare ``awares ui`` answers an example question with the embedded model."""
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (make test does it)")
+    if not (default_model_path() / "config.json").is_file():
+        pytest.skip("the embedded default model is not in this checkout")
+    from awares_tool import crop_on_demand
+    from awares_tool.ui.render import region_labels
+
+    question = "What is the code?"
+    expected = crop_on_demand(str(IMAGE), question)  # what the same model answers through the Python API
+    _, url = ui_process
+    expect = sync_api.expect
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            page.goto(url, wait_until="domcontentloaded")
+            page.locator("#upload input[type=file]").set_input_files(str(IMAGE))
+            expect(page.locator("#status")).to_contain_text("Image ready", timeout=60_000)
+            page.locator("#question textarea").fill(question)
+            page.locator("#ask").click()
+            expect(page.locator("#status")).to_contain_text("Done: awares answered", timeout=180_000)
+            expect(page.locator("#answer")).to_contain_text(f"Answer: {expected.answer}")
+            expect(page.locator("#ledger")).to_contain_text(f"RTR {expected.tokens.rtr:.3f}")
+            regions = ", ".join(region_labels(expected)) or "none"
+            expect(page.locator("#answer")).to_contain_text(f"Fetched regions: {regions}")
+        finally:
+            browser.close()
+
+
+def test_awares_ui_starts_without_arguments(ui_process):
+    """``awares ui`` with no arguments serves the page, which says whether the default model is there."""
+    proc, url = ui_process
+    config = json.loads(_wait_http(url + "config", 30, proc))
+    texts = json.dumps([c.get("props", {}).get("value") for c in config["components"]])
+    if (default_model_path() / "config.json").is_file():
+        assert "loads on the first question" in texts
+    else:
+        assert "the embedded default model is missing" in texts
+    assert proc.poll() is None

@@ -31,6 +31,19 @@ class AwaresGRPOTrainer(GRPOTrainer):
 
     last_batch: dict[str, Any] = {}
 
+    def _tokenize_prompts(self, prompts: Any) -> Any:
+        """Image fields as tensors: with per-rollout environments TRL concatenates only tensor fields, and
+        the image-only (PIL) processors return numpy arrays, which TRL 1.16 then keeps as lists of rows; its
+        tool loop crashes on those when no tool call of a batch returned an image (every call failed)."""
+        import numpy as np
+        import torch
+
+        prompt_ids, images, fields = super()._tokenize_prompts(prompts)
+        for k, v in fields.items():
+            if isinstance(v, list) and v and isinstance(v[0], np.ndarray):
+                fields[k] = torch.from_numpy(np.stack(v))
+        return prompt_ids, images, fields
+
     def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
         output = super()._generate_and_score_completions(inputs)
         pixel = output.get("pixel_values")

@@ -9,7 +9,7 @@ from typing import Any
 from awares_train.tiny import CROPS_TURN_TEXT, SYSTEM_PROMPT
 
 __all__ = ["QWEN_SPECIALS", "vision_config", "build_tokenizer", "build_processor", "build_model", "MIN_PIXELS",
-           "MAX_PIXELS"]
+           "MAX_PIXELS", "tiny_chat_template", "set_chat_format"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +51,50 @@ def _corpus() -> list[str]:
     return lines * 20 + list(COLORS) * 20 + list(SHAPES) * 20
 
 
-def build_tokenizer(vocab_size: int = 512) -> Any:
-    """Byte-level BPE with Qwen specials, trained in-process on our prompts; TRL's qwen3_vl template."""
+# The tools block of TRL's Qwen3-VL template, and the one-line version the tiny model uses instead: with a
+# 478-token vocabulary the full block (instructions + JSON schema) costs ~530 tokens per sample, twice the
+# rest of a trajectory, and the tool is already described by the system prompt.
+_QWEN_TOOLS_BLOCK = """    {{- "# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\nYou are provided with function signatures within <tools></tools> XML tags:\\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\"name\\": <function-name>, \\"arguments\\": <args-json-object>}\\n</tool_call><|im_end|>\\n" }}"""
+_COMPACT_TOOLS_BLOCK = """    {{- "Tools:" }}
+    {%- for tool in tools %}
+        {{- " " + (tool.function.name if tool.function is defined else tool.name) }}
+    {%- endfor %}
+    {{- "<|im_end|>\\n" }}"""
+
+
+def tiny_chat_template() -> str:
+    """TRL's ``qwen3_vl_training.jinja`` (Qwen3-VL with ``{% generation %}`` markers, which SFT's
+    assistant-only loss needs) with a one-line tools block; tool calls and responses render unchanged."""
     import trl
+
+    qwen = (Path(trl.__file__).parent / "chat_templates" / "qwen3_vl_training.jinja").read_text()
+    if _QWEN_TOOLS_BLOCK not in qwen:  # pragma: no cover - a TRL release changed its template
+        raise RuntimeError("TRL's qwen3_vl_training.jinja changed: update awares_train.tiny.model._QWEN_TOOLS_BLOCK")
+    return qwen.replace(_QWEN_TOOLS_BLOCK, _COMPACT_TOOLS_BLOCK)
+
+
+def set_chat_format(tokenizer: Any) -> Any:
+    """Give ``tokenizer`` the tiny chat template and the Qwen tool-call parser.
+
+    TRL recognises chat templates by their exact text to pick a response parser; ours is not one of
+    them, so the tokenizer carries the parser itself (``response_template``, saved in
+    ``tokenizer_config.json``): GRPO's tool loop and ``tokenizer.parse_response`` then read
+    ``<tool_call>{json}</tool_call>`` exactly as for Qwen3-VL.
+    """
+    from trl.chat_template_utils import qwen3_template
+
+    tokenizer.chat_template = tiny_chat_template()
+    tokenizer.response_template = qwen3_template
+    return tokenizer
+
+
+def build_tokenizer(vocab_size: int = 512) -> Any:
+    """Byte-level BPE with Qwen specials, trained in-process on our prompts; the tiny chat template."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -70,9 +111,7 @@ def build_tokenizer(vocab_size: int = 512) -> Any:
                                    bos_token=None, unk_token=None, padding_side="left")
     fast.add_special_tokens({"additional_special_tokens": list(QWEN_SPECIALS)})
     fast.add_tokens(list(QWEN_ADDED))
-    # TRL recognises templates by exact string: use its qwen3_vl.jinja byte for byte.
-    fast.chat_template = (Path(trl.__file__).parent / "chat_templates" / "qwen3_vl.jinja").read_text()
-    return fast
+    return set_chat_format(fast)
 
 
 def build_processor(tokenizer: Any) -> Any:

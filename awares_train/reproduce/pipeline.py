@@ -1,0 +1,170 @@
+"""Run the reproduction stage by stage; every stage is skipped when its output already exists (resumable).
+
+Stages and where they write (under ``work``):
+
+1. ``data/train``, ``data/test``: synthetic high-resolution VQA records (train fonts vary, test font fixed).
+2. ``trajectories``: ``build_dataset`` with the base model answering low-res and full-res, the exact-match
+   judge and the data set's evidence boxes as grounding (``cover`` rule: the smallest crops holding the box).
+3. ``sft``: ``awares-train sft`` (subprocess, so its progress bar and logs are the CLI's own).
+4. ``grpo``, ``grpo-no-tool-cost``, ``grpo-no-answer``: ``awares-train grpo`` from the SFT model, the full
+   reward and each reward term removed (same steps and seed).
+5. ``eval/<run>``: the evaluation harness on the test split; base at fullres, lowres, full_on_request;
+   every trained model in awares mode.
+
+The report (``results.md``, ``results.json``, ``accuracy_vs_rtr.png``) goes to ``docs``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["ReproduceConfig", "run_reproduction", "GRPO_RUNS", "default_base"]
+
+log = logging.getLogger(__name__)
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+#: GRPO runs: name -> overrides of the GRPO config (the ablations drop one reward term each).
+GRPO_RUNS: dict[str, dict[str, Any]] = {
+    "grpo": {},
+    "grpo-no-tool-cost": {"tool_cost_weight": 0.0},
+    "grpo-no-answer": {"accuracy_weight": 0.0},
+}
+
+
+def default_base() -> Path:
+    """The shipped base model folder."""
+    import awares_tool
+
+    return Path(awares_tool.__file__).resolve().parent / "models" / "tiny-base"
+
+
+class ReproduceConfig(BaseModel):
+    """Settings of one reproduction run (saved as ``work/reproduce.json``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: Path = Field(default_factory=default_base, description="Base VLM folder the AwaRes stages start from.")
+    work: Path = Field(Path("runs/reproduce"), description="Folder for data, trajectories, models and eval runs.")
+    docs: Path = Field(Path("docs/reproduce"), description="Folder for results.md/json and the plot.")
+    n_train: int = Field(1200, ge=4, description="Synthetic training records (before the judge drops some).")
+    n_test: int = Field(200, ge=2, description="Held-out test questions (half need a crop).")
+    train_fonts: tuple[int, int] = Field((22, 32), description="Font size range of the training codes.")
+    test_font: int = Field(28, description="Font size of the test codes.")
+    sft_config: Path = Field(CONFIGS / "sft_tiny_reproduce.yaml")
+    grpo_config: Path = Field(CONFIGS / "grpo_tiny_reproduce.yaml")
+    sft_overrides: dict[str, Any] = Field(default_factory=dict, description="Extra SFT config fields.")
+    grpo_overrides: dict[str, Any] = Field(default_factory=dict, description="Extra fields for every GRPO run.")
+    ablations: bool = Field(True, description="Also run GRPO without each reward term.")
+    threads: int = Field(2, ge=1, description="torch threads of every stage (1 on a busy machine: oversubscribed "
+                                              "threads make torch many times slower).")
+    seed: int = 0
+
+
+def _stage(name: str, done: Path, timings: dict[str, float], fn: Any) -> None:
+    """Run ``fn`` unless ``done`` exists; record its wall time under ``name``."""
+    if done.exists():
+        log.info("[%s] already done (%s)", name, done)
+        return
+    log.info("[%s] starting", name)
+    t0 = time.time()
+    fn()
+    timings[name] = round(time.time() - t0, 1)
+    log.info("[%s] done in %.1f min", name, timings[name] / 60)
+
+
+def _write_data(cfg: ReproduceConfig) -> None:
+    from awares_train.data.synthetic import SyntheticConfig, write_split
+
+    write_split(cfg.work / "data" / "train", cfg.n_train,
+                SyntheticConfig(font_size_range=cfg.train_fonts, seed=cfg.seed), "train")
+    write_split(cfg.work / "data" / "test", cfg.n_test, SyntheticConfig(font_size=cfg.test_font, seed=cfg.seed),
+                "test")
+
+
+def _build_trajectories(cfg: ReproduceConfig) -> None:
+    from awares_train.data.build import BuildConfig, build_dataset
+
+    build_dataset(BuildConfig(
+        data=str(cfg.work / "data" / "train" / "records.jsonl"), out=str(cfg.work / "trajectories"),
+        adapter="synthetic", backend=f"transformers:{cfg.base}", judge="exact", grounding="dataset",
+        region_rule="cover", region_threshold=1.0, seed=cfg.seed, progress=True))
+
+
+def _cli(command: str, config: Path, overrides: dict[str, Any]) -> None:
+    """``awares-train COMMAND --config CONFIG --set k=v ...`` in a subprocess (fails loudly)."""
+    args = [sys.executable, "-m", "awares_train.cli", command, "--config", str(config)]
+    for k, v in overrides.items():
+        args += ["--set", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
+    log.info("running %s", " ".join(args))
+    subprocess.run(args, check=True)
+
+
+def _evaluations(cfg: ReproduceConfig) -> list[tuple[str, Path, list[str]]]:
+    runs = [("base", cfg.base, ["fullres", "lowres", "full_on_request"]), ("sft", cfg.work / "sft", ["awares"])]
+    for name in GRPO_RUNS if cfg.ablations else ["grpo"]:
+        runs.append((name, cfg.work / name, ["awares"]))
+    return runs
+
+
+def load_test_items(cfg: ReproduceConfig) -> list[Any]:
+    """The test questions, grouped into ``needs-crop`` (codes) and ``low-res-ok`` (shapes, colours, counts)."""
+    from awares_train.eval.harness import load_eval_items
+
+    items = load_eval_items(cfg.work / "data" / "test" / "records.jsonl")
+    return [it.model_copy(update={"benchmark": "needs-crop" if it.needs_crop else "low-res-ok"}) for it in items]
+
+
+def _evaluate(cfg: ReproduceConfig, name: str, model: Path, modes: list[str]) -> None:
+    from awares_train.eval.harness import evaluate
+
+    report = evaluate(load_test_items(cfg), f"transformers:{model}", modes, label=name)
+    report.save(cfg.work / "eval" / name)
+
+
+def run_reproduction(cfg: ReproduceConfig) -> dict[str, Any]:
+    """Run (or resume) every stage, then write the report; returns the results record."""
+    import torch
+
+    from awares_train.reproduce.report import write_report
+
+    torch.set_num_threads(cfg.threads)
+    cfg.work.mkdir(parents=True, exist_ok=True)
+    (cfg.work / "reproduce.json").write_text(cfg.model_dump_json(indent=2))
+    timings_path = cfg.work / "timings.json"
+    timings: dict[str, float] = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+
+    def save_timings() -> None:
+        timings_path.write_text(json.dumps(timings, indent=2))
+
+    common = {"seed": cfg.seed, "torch_threads": cfg.threads}
+    _stage("data", cfg.work / "data" / "test" / "records.jsonl", timings, lambda: _write_data(cfg))
+    save_timings()
+    _stage("trajectories", cfg.work / "trajectories" / "stats.json", timings, lambda: _build_trajectories(cfg))
+    save_timings()
+    sft_dir = cfg.work / "sft"
+    _stage("sft", sft_dir / "awares.json", timings, lambda: _cli("sft", cfg.sft_config, {
+        **common, "model_name_or_path": str(cfg.base), "train_data": str(cfg.work / "trajectories"),
+        "output_dir": str(sft_dir), **cfg.sft_overrides}))
+    save_timings()
+    for name, extra in GRPO_RUNS.items():
+        if name != "grpo" and not cfg.ablations:
+            continue
+        out = cfg.work / name
+        _stage(name, out / "awares.json", timings, lambda out=out, extra=extra: _cli("grpo", cfg.grpo_config, {
+            **common, "model_name_or_path": str(sft_dir), "train_data": str(cfg.work / "trajectories"),
+            "output_dir": str(out), **cfg.grpo_overrides, **extra}))
+        save_timings()
+    for name, model, modes in _evaluations(cfg):
+        _stage(f"eval:{name}", cfg.work / "eval" / name / "report.json", timings,
+               lambda name=name, model=model, modes=modes: _evaluate(cfg, name, model, modes))
+        save_timings()
+    return write_report(cfg, [name for name, _, _ in _evaluations(cfg)], timings)

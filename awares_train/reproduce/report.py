@@ -1,0 +1,149 @@
+"""The reproduction's results: one table, the paper's comparison points, the targets, and a plot."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+from awares_train.eval.harness import ModeSummary, plot_accuracy_vs_rtr, summaries_markdown
+
+__all__ = ["write_report", "oracle_rtr", "check_targets"]
+
+#: The paper's shares of no-crop decisions: in the SFT labels, after SFT, after GRPO.
+PAPER_NO_CROP = {"labels": 0.808, "sft": 0.463, "grpo": 0.722}
+
+
+def oracle_rtr(records_path: Path, family: str = "qwen2.5-vl", crop_set: str = "awares9",
+               lowres: Any = None) -> float:
+    """Mean RTR when every test question gets exactly its target crops (no crop where none is needed)."""
+    from awares_tool.crops import get_crop_set
+    from awares_tool.lowres import lowres_size, parse_lowres
+    from awares_train.data.format import target_rtr
+
+    cs, policy = get_crop_set(crop_set), parse_lowres(lowres)
+    rtrs = []
+    for line in records_path.read_text().splitlines():
+        if not line.strip():
+            continue
+        rec = json.loads(line)
+        w, h = rec["width"], rec["height"]
+        sizes = [lowres_size(policy, w, h)]
+        for name in rec.get("target_regions") or []:
+            x0, y0, x1, y1 = cs.box(name, w, h)
+            sizes.append((x1 - x0, y1 - y0))
+        value = target_rtr(family, (w, h), sizes)
+        if value is not None:
+            rtrs.append(value)
+    return sum(rtrs) / len(rtrs) if rtrs else float("nan")
+
+
+def _overall(summaries: list[ModeSummary]) -> dict[tuple[str, str], ModeSummary]:
+    return {(s.label, s.mode): s for s in summaries if s.benchmark == "overall"}
+
+
+def check_targets(cells: dict[tuple[str, str], ModeSummary]) -> dict[str, Any]:
+    """The issue's targets, each with the measured numbers and whether it holds."""
+    full, low = cells[("base", "fullres")], cells[("base", "lowres")]
+    grpo, sft = cells[("grpo", "awares")], cells[("sft", "awares")]
+    gap = 100 * (full.accuracy - grpo.accuracy)
+    return {
+        "grpo_within_1pt_of_fullres_at_rtr_0.40": {
+            "holds": gap <= 1.0 and (grpo.mean_rtr or 1.0) <= 0.40,
+            "fullres_accuracy": full.accuracy, "grpo_accuracy": grpo.accuracy, "grpo_rtr": grpo.mean_rtr,
+            "gap_points": round(gap, 2)},
+        "grpo_clearly_above_lowres": {"holds": grpo.accuracy - low.accuracy >= 0.05,
+                                      "lowres_accuracy": low.accuracy, "grpo_accuracy": grpo.accuracy},
+        "grpo_better_than_sft_on_accuracy_or_rtr": {
+            "holds": grpo.accuracy > sft.accuracy or (grpo.mean_rtr or 1.0) < (sft.mean_rtr or 1.0),
+            "sft_accuracy": sft.accuracy, "sft_rtr": sft.mean_rtr, "grpo_accuracy": grpo.accuracy,
+            "grpo_rtr": grpo.mean_rtr},
+    }
+
+
+def _label_no_crop_share(stats_path: Path) -> float | None:
+    labels = json.loads(stats_path.read_text()).get("labels", {})
+    kept = labels.get("direct", 0) + labels.get("crop", 0)
+    return labels.get("direct", 0) / kept if kept else None
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def write_report(cfg: Any, runs: list[str], timings: dict[str, float]) -> dict[str, Any]:
+    """Gather the eval reports of ``runs`` and write ``results.json``, ``results.md`` and the plot to ``cfg.docs``."""
+    summaries: list[ModeSummary] = []
+    for name in runs:
+        data = json.loads((cfg.work / "eval" / name / "report.json").read_text())
+        summaries += [ModeSummary(**s) for s in data["summaries"]]
+    cells = _overall(summaries)
+    base_card = json.loads((Path(cfg.base) / "awares.json").read_text())
+    oracle = oracle_rtr(cfg.work / "data" / "test" / "records.jsonl", base_card.get("family") or "qwen2.5-vl",
+                        base_card.get("crop_set") or "awares9", base_card.get("lowres"))
+    no_crop = {"labels": _label_no_crop_share(cfg.work / "trajectories" / "stats.json"),
+               "sft": cells[("sft", "awares")].no_crop_share, "grpo": cells[("grpo", "awares")].no_crop_share}
+    targets = check_targets(cells)
+    stage_time = dict(timings)
+    total_min = sum(stage_time.values()) / 60
+    results = {"config": json.loads(cfg.model_dump_json()), "summaries": [s.model_dump() for s in summaries],
+               "oracle_rtr": oracle, "no_crop_share": no_crop, "paper_no_crop_share": PAPER_NO_CROP,
+               "targets": targets, "stage_seconds": stage_time, "total_minutes": round(total_min, 1),
+               "machine": {"cpus": _cpus(), "platform": platform.platform()}}
+    docs = Path(cfg.docs)
+    docs.mkdir(parents=True, exist_ok=True)
+    (docs / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    plot_accuracy_vs_rtr([s for s in summaries if s.benchmark == "overall"], docs / "accuracy_vs_rtr.png",
+                         title=f"tiny AwaRes reproduction (oracle RTR {oracle:.3f})")
+    (docs / "results.md").write_text(_markdown(cfg, summaries, oracle, no_crop, targets, stage_time, total_min))
+    return results
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 0)
+
+
+def _markdown(cfg: Any, summaries: list[ModeSummary], oracle: float, no_crop: dict[str, float | None],
+              targets: dict[str, Any], stage_time: dict[str, float], total_min: float) -> str:
+    overall = [s for s in summaries if s.benchmark == "overall"]
+    split = [s for s in summaries if s.benchmark != "overall"]
+    lines = [
+        "# Tiny AwaRes reproduction: results",
+        "",
+        f"Written by `make reproduce` (`awares-train reproduce`) from `{cfg.base}`: {cfg.n_train} synthetic training "
+        f"records, {cfg.n_test} test questions (code font {cfg.test_font}; `needs-crop` = read the code, "
+        "`low-res-ok` = colour / shape / count). Accuracy is exact match.",
+        "",
+        "![accuracy vs RTR](accuracy_vs_rtr.png)",
+        "",
+        "## Overall",
+        "",
+        summaries_markdown(overall),
+        "",
+        f"Oracle RTR (every question given exactly its target crops): **{oracle:.3f}**.",
+        "",
+        "## Share of no-crop decisions",
+        "",
+        "| | labels (SFT data) | after SFT | after GRPO |",
+        "|---|---:|---:|---:|",
+        f"| this run | {_pct(no_crop['labels'])} | {_pct(no_crop['sft'])} | {_pct(no_crop['grpo'])} |",
+        f"| paper | {_pct(PAPER_NO_CROP['labels'])} | {_pct(PAPER_NO_CROP['sft'])} | {_pct(PAPER_NO_CROP['grpo'])} |",
+        "",
+        "## Targets",
+        "",
+        "| target | holds | numbers |",
+        "|---|---|---|",
+    ]
+    for name, t in targets.items():
+        nums = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in t.items() if k != "holds")
+        lines.append(f"| {name} | {'yes' if t['holds'] else '**no**'} | {nums} |")
+    lines += ["", "## Per question type", "", summaries_markdown(split), "", "## Wall time per stage", "",
+              "| stage | minutes |", "|---|---:|"]
+    lines += [f"| {k} | {v / 60:.1f} |" for k, v in stage_time.items()]
+    lines += [f"| **total** | **{total_min:.1f}** |", "",
+              f"Machine: {_cpus()} CPU cores, {platform.platform()}. Stages skipped on a resumed run are not counted.",
+              ""]
+    return "\n".join(lines)
