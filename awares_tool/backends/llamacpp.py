@@ -128,6 +128,8 @@ class LlamaCppBackend:
             self._handler = fmt.Qwen25VLChatHandler(clip_model_path=str(proj), verbose=verbose)
             template = fmt.Qwen25VLChatHandler.CHAT_FORMAT
         self._llm.chat_handler = self._handler
+        if not verbose:
+            _quiet_mtmd()
         self.handler_kind: str = chat_handler
         self._template = _compile(fmt, template)
         self._mtmd = self._handler._mtmd_cpp
@@ -407,6 +409,20 @@ def _too_long(total: int, n_ctx: int, images: Sequence[Any], image_tokens: list[
         what = ""
     return (f"the prompt needs {total} context tokens but n_ctx is {n_ctx}{what}; raise n_ctx "
             "(LlamaCppBackend(n_ctx=...)) or send smaller images (crop_max_pixels / a smaller low-res view)")
+
+
+def _quiet_mtmd() -> None:
+    """Route the multimodal library's logs through llama-cpp-python's logger, which honours ``verbose``
+    (0.3.36 leaves mtmd on its default logger: every image prints a dozen lines to stderr)."""
+    import ctypes
+
+    try:
+        from llama_cpp import _logger, mtmd_cpp
+    except ImportError:  # pragma: no cover - another llama-cpp-python layout
+        return
+    for setter in ("mtmd_log_set", "mtmd_helper_log_set"):
+        if hasattr(mtmd_cpp, setter):
+            getattr(mtmd_cpp, setter)(_logger.llama_log_callback, ctypes.c_void_p(0))
 
 
 def _find_mmproj(model: Path) -> Path:
