@@ -191,11 +191,7 @@ def crop_on_demand(
             )
         )
         sent += crops
-        turn_text = (
-            card.crops_turn_text.format(regions=", ".join(names))
-            if card and card.crops_turn_text
-            else crops_turn_text(names, cs)
-        )
+        turn_text = crops_turn_text(names, cs, card.crops_turn_text if card else None)
         parts: list[Any] = [ImagePart(image=c, label=f"crop {n}") for n, c in zip(names, crops)]
         delivery = [*parts, TextPart(text=turn_text)]
         if request.form in ("tool_call", "function") and getattr(be, "supports_tool_images", False):

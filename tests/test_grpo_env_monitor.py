@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from awares_tool.errors import RequestError, UnknownRegionError
-from awares_train.grpo.env import CropEnv
+from awares_train.grpo.env import CropEnv, make_env_factory
 from awares_train.grpo.monitor import CollapseMonitor, plot_tool_call_rate
 
 
@@ -40,6 +40,18 @@ def test_env_crops_from_original(row):
     assert env.regions == [] and env.area_fraction == 0.0
     with pytest.raises(UnknownRegionError):
         env.get_crops(["nine"])
+
+
+def test_env_delivers_crops_with_the_model_card_wording(row):
+    """Rollouts must word the crops turn as SFT trained it (the model card's template), else the protocol's."""
+    from awares_tool.protocol import crops_turn_text
+
+    env = make_env_factory(crops_template="Crop {regions} at full resolution. Answer the question.")()
+    env.reset(**row)
+    assert env.get_crops(["3", "0"])[-1]["text"] == "Crop 3, 0 at full resolution. Answer the question."
+    env = make_env_factory()()
+    env.reset(**row)
+    assert env.get_crops(["3"])[-1]["text"] == crops_turn_text(["3"], env._crop_set)
 
 
 def test_env_token_counter(row):

@@ -89,6 +89,8 @@ def test_crops_turn_text_names_regions_in_order():
     assert text == "High-resolution crops: 0 (top-left quarter), 5 (top half). Answer the question now."
     assert crops_turn_text(["3"], AWARES9).startswith("High-resolution crop: 3 (bottom-right quarter)")
     assert "box" in crops_turn_text(["box"], AWARES9)  # an unnamed box passes through
+    # a model card's template wins over the default wording
+    assert crops_turn_text(["1", "5"], AWARES9, "Crop {regions} now.") == "Crop 1, 5 now."
 
 
 def test_force_answer_text_asks_for_an_answer():

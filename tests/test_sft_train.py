@@ -68,6 +68,8 @@ def test_sft_lowers_heldout_loss_and_writes_run_files(tmp_path):
                          "request_format"}
     assert card["family"] == "qwen2.5-vl" and card["request_format"] == "tool"
     assert card["lowres"] == {"kind": "scale", "factor": 0.5}
+    # the toy trajectories use the protocol's crops wording, so the card must not name another one
+    assert card["crops_turn_text"] is None
     assert (out / "config.yaml").exists() and (out / "README.md").exists()
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("loss" in r for r in rows) and any("eval_loss" in r for r in rows)

@@ -92,17 +92,23 @@ def build_system_prompt(crop_set: CropSet, *, style: PromptStyle = "full") -> st
     )
 
 
-def crops_turn_text(names: Sequence[str], crop_set: CropSet) -> str:
+def crops_turn_text(names: Sequence[str], crop_set: CropSet, template: str | None = None) -> str:
     """Text of the user turn that delivers the crops (the images come before it in that turn).
+
+    Inference, trajectory building and GRPO rollouts all call this, so a model sees at run time the
+    wording it was trained on: a model card's ``crops_turn_text`` template when it has one, else ours.
 
     Args:
         names: The regions delivered, in the order of the images.
         crop_set: The crop set, for the region descriptions.
+        template: A model card's template with a ``{regions}`` placeholder (names joined by ", ").
 
     Returns:
         E.g. ``"High-resolution crops: 0 (top-left quarter), 5 (top half). Answer the question now."``.
         Names the set does not know (e.g. a box the loop cut itself) are listed without description.
     """
+    if template:
+        return template.format(regions=", ".join(str(n) for n in names))
     described = {r.name: r.description for r in crop_set.regions}
     parts = [f"{n} ({described[n]})" if n in described else str(n) for n in names]
     label = "High-resolution crop" if len(parts) == 1 else "High-resolution crops"

@@ -105,9 +105,7 @@ class _Context:
 
 
 def _crops_text(ctx: _Context, names: list[str]) -> str:
-    if ctx.crops_template:
-        return ctx.crops_template.format(regions=", ".join(names))
-    return crops_turn_text(names, ctx.crop_set)
+    return crops_turn_text(names, ctx.crop_set, ctx.crops_template)
 
 
 def process_record(rec: VQARecord, ctx: _Context) -> tuple[Literal["data", "reject"], dict[str, Any]]:
@@ -185,6 +183,8 @@ def _settings(cfg: BuildConfig, ctx: _Context) -> dict[str, Any]:
         "crop_set": {"name": ctx.crop_set.name, "regions": ctx.crop_set.region_names()},
         "lowres_policy": ctx.policy.model_dump(mode="json"),
         "system_prompt": ctx.system_prompt,
+        # the crops-turn wording of the trajectories (None: the protocol's); SFT copies it into its model card
+        "crops_turn_text": ctx.crops_template,
         "versions": versions,
     }
 

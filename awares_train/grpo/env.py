@@ -36,11 +36,15 @@ class CropEnv:
         count_tokens: ``(width, height) -> visual tokens`` of the policy's processor, for RTR; ``None``
             measures cost in pixels only (``rtr`` is then the pixel ratio).
         max_requests: Request rounds allowed (the protocol allows one).
+        crops_template: The policy's model-card wording of the crops turn (``None``: the protocol's), so
+            rollouts deliver crops with the text the SFT stage trained on.
     """
 
     def __init__(self, crop_set: str | CropSet = "awares9", max_crops: int | None = None,
-                 count_tokens: TokenCounter | None = None, max_requests: int = 1) -> None:
+                 count_tokens: TokenCounter | None = None, max_requests: int = 1,
+                 crops_template: str | None = None) -> None:
         self._crop_set = get_crop_set(crop_set)
+        self._crops_template = crops_template
         self._max_crops = max_crops
         self._count = count_tokens
         self._max_requests = max_requests
@@ -103,7 +107,7 @@ class CropEnv:
             self.crop_sizes.append(crop.size)
             self.area_fraction += (box[2] - box[0]) * (box[3] - box[1]) / (w * h)
             parts.append({"type": "image", "image": crop})
-        parts.append({"type": "text", "text": crops_turn_text(names, self._crop_set)})
+        parts.append({"type": "text", "text": crops_turn_text(names, self._crop_set, self._crops_template)})
         return parts
 
     @property
@@ -132,9 +136,10 @@ class CropEnv:
 
 
 def make_env_factory(crop_set: str | CropSet = "awares9", max_crops: int | None = None,
-                     count_tokens: TokenCounter | None = None) -> Callable[[], CropEnv]:
+                     count_tokens: TokenCounter | None = None,
+                     crops_template: str | None = None) -> Callable[[], CropEnv]:
     """The ``environment_factory`` for ``GRPOTrainer``: a zero-argument constructor of configured envs."""
-    return partial(CropEnv, crop_set, max_crops, count_tokens)
+    return partial(CropEnv, crop_set, max_crops, count_tokens, crops_template=crops_template)
 
 
 def crop_tool_schemas(crop_set: str | CropSet = "awares9") -> list[dict[str, Any]]:

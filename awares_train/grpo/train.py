@@ -142,7 +142,9 @@ def run_grpo(cfg: AwaresGRPOConfig) -> Path:
     system = system or build_system_prompt(get_crop_set(cfg.crop_set), style="tool")
     dataset = build_grpo_dataset(cfg, system)
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    factory = make_env_factory(cfg.crop_set, cfg.max_crops, token_counter(processor, model_type, cfg.token_family))
+    crops_template = card_in.get("crops_turn_text")  # the wording the SFT stage trained on
+    factory = make_env_factory(cfg.crop_set, cfg.max_crops, token_counter(processor, model_type, cfg.token_family),
+                               crops_template=crops_template)
     funcs, weights = build_reward_funcs(cfg)
     cfg.reward_weights = weights
     monitor = CollapseMonitor(cfg.collapse_low, cfg.collapse_high, cfg.collapse_patience)
@@ -163,7 +165,7 @@ def run_grpo(cfg: AwaresGRPOConfig) -> Path:
                                 high=cfg.collapse_high)
         card = ModelCard(
             family=infer_family(model_type), crop_set=cfg.crop_set, lowres=card_in.get("lowres"), system_prompt=system,
-            crops_turn_text=card_in.get("crops_turn_text"), request_format="tool",
+            crops_turn_text=crops_template, request_format="tool",
             metrics={"collapsed": monitor.collapsed, "tool_call_rate": monitor.history[-1] if monitor.history else None},
             training={"stage": "grpo", "start": cfg.model_name_or_path, "sft_adapter": cfg.sft_adapter,
                       "data": cfg.train_data, "steps": trainer.state.global_step, "rewards": cfg.reward_summary(),

@@ -75,7 +75,7 @@ def _model_card(cfg: AwaresSFTConfig, model: Any, collator: Any, metrics: dict[s
         crop_set=cfg.crop_set,
         lowres=cfg.lowres if isinstance(cfg.lowres, dict) else settings.get("lowres"),
         system_prompt=system,
-        crops_turn_text="High-resolution crops: {regions}. Answer the question now.",
+        crops_turn_text=settings.get("crops_turn_text"),  # the wording trained on (None: the protocol's)
         request_format=collator.request_format,
         metrics=metrics,
         training={"stage": "sft", "base_model": cfg.model_name_or_path, "data": cfg.train_data,
