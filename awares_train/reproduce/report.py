@@ -87,7 +87,9 @@ def write_report(cfg: Any, runs: list[str], timings: dict[str, float]) -> dict[s
     targets = check_targets(cells)
     stage_time = dict(timings)
     total_min = sum(stage_time.values()) / 60
-    results = {"config": json.loads(cfg.model_dump_json()), "summaries": [s.model_dump() for s in summaries],
+    config = {**json.loads(cfg.model_dump_json()), "base": _shown(cfg.base)}
+    config["sft_config"], config["grpo_config"] = _shown(cfg.sft_config), _shown(cfg.grpo_config)
+    results = {"config": config, "summaries": [s.model_dump() for s in summaries],
                "oracle_rtr": oracle, "no_crop_share": no_crop, "paper_no_crop_share": PAPER_NO_CROP,
                "targets": targets, "stage_seconds": stage_time, "total_minutes": round(total_min, 1),
                "machine": {"cpus": _cpus(), "platform": platform.platform()}}
@@ -98,6 +100,14 @@ def write_report(cfg: Any, runs: list[str], timings: dict[str, float]) -> dict[s
                          title=f"tiny AwaRes reproduction (oracle RTR {oracle:.3f})")
     (docs / "results.md").write_text(_markdown(cfg, summaries, oracle, no_crop, targets, stage_time, total_min))
     return results
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory where it lies inside it (no machine paths in docs)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _cpus() -> int:
@@ -113,7 +123,7 @@ def _markdown(cfg: Any, summaries: list[ModeSummary], oracle: float, no_crop: di
     lines = [
         "# Tiny AwaRes reproduction: results",
         "",
-        f"Written by `make reproduce` (`awares-train reproduce`) from `{cfg.base}`: {cfg.n_train} synthetic training "
+        f"Written by `make reproduce` (`awares-train reproduce`) from `{_shown(cfg.base)}`: {cfg.n_train} synthetic training "
         f"records, {cfg.n_test} test questions (code font {cfg.test_font}; `needs-crop` = read the code, "
         "`low-res-ok` = colour / shape / count). Accuracy is exact match.",
         "",
@@ -144,6 +154,6 @@ def _markdown(cfg: Any, summaries: list[ModeSummary], oracle: float, no_crop: di
               "| stage | minutes |", "|---|---:|"]
     lines += [f"| {k} | {v / 60:.1f} |" for k, v in stage_time.items()]
     lines += [f"| **total** | **{total_min:.1f}** |", "",
-              f"Machine: {_cpus()} CPU cores, {platform.platform()}. Stages skipped on a resumed run are not counted.",
+              f"Machine: {_cpus()} CPU cores, {platform.platform()}. Each time is that of the run that completed the stage (a resumed run keeps the earlier times).",
               ""]
     return "\n".join(lines)
