@@ -69,16 +69,21 @@ class ReproduceConfig(BaseModel):
     seed: int = 0
 
 
-def _stage(name: str, done: Path, timings: dict[str, float], fn: Any) -> None:
-    """Run ``fn`` unless ``done`` exists; record its wall time under ``name``."""
+def _read_timings(path: Path) -> dict[str, float]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _stage(name: str, done: Path, timings: Path, fn: Any) -> None:
+    """Run ``fn`` unless ``done`` exists; add its wall time under ``name`` to the ``timings`` JSON file."""
     if done.exists():
         log.info("[%s] already done (%s)", name, done)
         return
     log.info("[%s] starting", name)
     t0 = time.time()
     fn()
-    timings[name] = round(time.time() - t0, 1)
-    log.info("[%s] done in %.1f min", name, timings[name] / 60)
+    seconds = round(time.time() - t0, 1)
+    timings.write_text(json.dumps({**_read_timings(timings), name: seconds}, indent=2))
+    log.info("[%s] done in %.1f min", name, seconds / 60)
 
 
 def _write_data(cfg: ReproduceConfig) -> None:
@@ -108,11 +113,13 @@ def _cli(command: str, config: Path, overrides: dict[str, Any]) -> None:
     subprocess.run(args, check=True)
 
 
+def _grpo_runs(cfg: ReproduceConfig) -> list[str]:
+    return list(GRPO_RUNS) if cfg.ablations else ["grpo"]
+
+
 def _evaluations(cfg: ReproduceConfig) -> list[tuple[str, Path, list[str]]]:
     runs = [("base", cfg.base, ["fullres", "lowres", "full_on_request"]), ("sft", cfg.work / "sft", ["awares"])]
-    for name in GRPO_RUNS if cfg.ablations else ["grpo"]:
-        runs.append((name, cfg.work / name, ["awares"]))
-    return runs
+    return runs + [(name, cfg.work / name, ["awares"]) for name in _grpo_runs(cfg)]
 
 
 def load_test_items(cfg: ReproduceConfig) -> list[Any]:
@@ -139,32 +146,20 @@ def run_reproduction(cfg: ReproduceConfig) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     cfg.work.mkdir(parents=True, exist_ok=True)
     (cfg.work / "reproduce.json").write_text(cfg.model_dump_json(indent=2))
-    timings_path = cfg.work / "timings.json"
-    timings: dict[str, float] = json.loads(timings_path.read_text()) if timings_path.exists() else {}
-
-    def save_timings() -> None:
-        timings_path.write_text(json.dumps(timings, indent=2))
-
+    timings = cfg.work / "timings.json"
     common = {"seed": cfg.seed, "torch_threads": cfg.threads}
     _stage("data", cfg.work / "data" / "test" / "records.jsonl", timings, lambda: _write_data(cfg))
-    save_timings()
     _stage("trajectories", cfg.work / "trajectories" / "stats.json", timings, lambda: _build_trajectories(cfg))
-    save_timings()
     sft_dir = cfg.work / "sft"
     _stage("sft", sft_dir / "awares.json", timings, lambda: _cli("sft", cfg.sft_config, {
         **common, "model_name_or_path": str(cfg.base), "train_data": str(cfg.work / "trajectories"),
         "output_dir": str(sft_dir), **cfg.sft_overrides}))
-    save_timings()
-    for name, extra in GRPO_RUNS.items():
-        if name != "grpo" and not cfg.ablations:
-            continue
-        out = cfg.work / name
+    for name in _grpo_runs(cfg):
+        out, extra = cfg.work / name, GRPO_RUNS[name]
         _stage(name, out / "awares.json", timings, lambda out=out, extra=extra: _cli("grpo", cfg.grpo_config, {
             **common, "model_name_or_path": str(sft_dir), "train_data": str(cfg.work / "trajectories"),
             "output_dir": str(out), **cfg.grpo_overrides, **extra}))
-        save_timings()
     for name, model, modes in _evaluations(cfg):
         _stage(f"eval:{name}", cfg.work / "eval" / name / "report.json", timings,
                lambda name=name, model=model, modes=modes: _evaluate(cfg, name, model, modes))
-        save_timings()
-    return write_report(cfg, [name for name, _, _ in _evaluations(cfg)], timings)
+    return write_report(cfg, [name for name, _, _ in _evaluations(cfg)], _read_timings(timings))
