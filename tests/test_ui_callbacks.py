@@ -194,7 +194,10 @@ def test_gallery_has_crop_and_no_crop_questions(tmp_path):
     by_name = {e.image.name: e for e in found}
     assert by_name["dark.jpg"].question == "Is it dark?" and by_name["dark.jpg"].answer == "yes"
     assert by_name["blank.png"].needs_crop is None
-    assert [e.question for e in found if e.image.name == "demo.png"] == ["What is the code?", "What color is the circle?"]
+    from awares_tool.demo import demo_assets
+
+    shipped = [q["question"] for q in demo_assets()[1]]  # the shipped demo image joins with its own questions
+    assert [e.question for e in found if e.image.name == "demo.png"] == shipped and len(shipped) == 2
     assert len(cb.gallery_examples(tmp_path / "absent")) == 2  # an installed package: the shipped asset only
 
 
