@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-seconds", type=float, default=None,
                    help="stop the load after this long (default: 0.5 s per call of each tool, at least 150)")
     p.add_argument("--image-size", default="1600x1200", help="WxH of the test image")
+    p.add_argument("--rounds", type=int, default=4, help="rounds of the load, with the server's RSS read after each")
     p.add_argument("--serve", nargs=2, metavar=("ROOT", "PORT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve:
@@ -171,10 +172,20 @@ def main(argv: list[str] | None = None) -> int:
             # Warm-up at full concurrency: imports, the first decode, worker threads and their malloc
             # arenas all settle here, so the RSS difference below is growth under steady load.
             asyncio.run(_run(url, clients, max(calls // 10, 2 * clients), 60))
-            rss_before = _rss_mib(proc.pid)
+            rss = [_rss_mib(proc.pid)]
             max_seconds = args.max_seconds if args.max_seconds is not None else max(150.0, 0.5 * calls)
-            lat, errors, wall = asyncio.run(_run(url, clients, calls, max_seconds))
-            rss_after = _rss_mib(proc.pid)
+            # The load runs in rounds with the RSS read after each: memory that levels off is the
+            # allocator settling, memory that keeps climbing round after round is a leak.
+            lat, errors, wall = {"get_crops": [], "noop": []}, {"get_crops": 0, "noop": 0, "clients": 0}, 0.0
+            for r in range(args.rounds):
+                share = calls // args.rounds + (1 if r < calls % args.rounds else 0)
+                lat_r, err_r, wall_r = asyncio.run(_run(url, clients, share, max_seconds / args.rounds))
+                for k in lat:
+                    lat[k] += lat_r[k]
+                for k in errors:
+                    errors[k] += err_r[k]
+                wall += wall_r
+                rss.append(_rss_mib(proc.pid))
         finally:
             proc.terminate()
             try:
@@ -192,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     ratio50 = _pct(lat["get_crops"], 50) / _pct(lat["noop"], 50)
     ratio99 = _pct(lat["get_crops"], 99) / _pct(lat["noop"], 99)
     print(f"get_crops / noop latency: p50 x{ratio50:.2f}, p99 x{ratio99:.2f}")
-    print(f"server RSS: {rss_before:.1f} MiB after warm-up -> {rss_after:.1f} MiB after the load "
-          f"({rss_after - rss_before:+.1f} MiB); failed clients: {errors['clients']}")
+    print(f"server RSS: {rss[0]:.1f} MiB after warm-up -> {rss[-1]:.1f} MiB after the load "
+          f"({rss[-1] - rss[0]:+.1f} MiB); failed clients: {errors['clients']}")
+    print("RSS after each round (MiB): " + " -> ".join(f"{v:.1f}" for v in rss))
     return 1 if any(errors.values()) else 0
 
 
