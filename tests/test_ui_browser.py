@@ -8,6 +8,7 @@ regions and RTR are known in advance; the screenshot of the finished page goes t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -61,6 +62,21 @@ def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None)
             time.sleep(0.3)
 
 
+@contextlib.contextmanager
+def _browser_page(url: str):
+    """A page of headless system Chromium opened on ``url`` (closed afterwards)."""
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (make test does it)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            page.goto(url, wait_until="domcontentloaded")
+            yield page
+        finally:
+            browser.close()
+
+
 def _reply(messages) -> str:
     """Answer like the trained model: request the top-right quarter for the code, read it from the crop."""
     images = [getattr(p, "label", "") or "" for m in messages for p in m.content if hasattr(p, "image")]
@@ -87,45 +103,39 @@ def server():
 
 def test_browser_upload_ask_and_compare(server, tmp_path):
     expect = sync_api.expect
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1100})
-            page.goto(server, wait_until="domcontentloaded")
-            expect(page.locator("#status")).to_contain_text("scripted-test", timeout=60_000)
+    with _browser_page(server) as page:
+        expect(page.locator("#status")).to_contain_text("scripted-test", timeout=60_000)
 
-            page.locator("#upload input[type=file]").set_input_files(str(IMAGE))
-            expect(page.locator("#status")).to_contain_text("Image ready: code_and_shapes.png, 448x448",
-                                                            timeout=60_000)
-            page.locator("#question textarea").fill("What is the code?")
-            page.locator("#ask").click()
+        page.locator("#upload input[type=file]").set_input_files(str(IMAGE))
+        expect(page.locator("#status")).to_contain_text("Image ready: code_and_shapes.png, 448x448",
+                                                        timeout=60_000)
+        page.locator("#question textarea").fill("What is the code?")
+        page.locator("#ask").click()
 
-            answer = page.locator("#answer")
-            expect(answer).to_contain_text("Answer: 808", timeout=60_000)
-            expect(answer).to_contain_text("Fetched regions: 1 (top-right quarter)")
-            expect(page.locator("#ledger")).to_contain_text("RTR 0.500")
-            expect(page.locator("#ledger")).to_contain_text("crop 1")
-            expect(page.locator("#timings")).to_contain_text("over 2 model turn(s)")
-            expect(page.locator("#status")).to_contain_text("Done: awares answered")
-            expect(page.locator("#overlay img")).to_have_count(1)
-            expect(page.locator("#crops img").first).to_be_visible()
+        answer = page.locator("#answer")
+        expect(answer).to_contain_text("Answer: 808", timeout=60_000)
+        expect(answer).to_contain_text("Fetched regions: 1 (top-right quarter)")
+        expect(page.locator("#ledger")).to_contain_text("RTR 0.500")
+        expect(page.locator("#ledger")).to_contain_text("crop 1")
+        expect(page.locator("#timings")).to_contain_text("over 2 model turn(s)")
+        expect(page.locator("#status")).to_contain_text("Done: awares answered")
+        expect(page.locator("#overlay img")).to_have_count(1)
+        expect(page.locator("#crops img").first).to_be_visible()
 
-            page.locator("#compare").click()
-            table = page.locator("#comparison")
-            expect(table).to_contain_text("fullres", timeout=60_000)
-            expect(table).to_contain_text("AwaRes used 50% of the full-resolution visual tokens")
-            expect(page.locator("#status")).to_contain_text("Done: full resolution")
+        page.locator("#compare").click()
+        table = page.locator("#comparison")
+        expect(table).to_contain_text("fullres", timeout=60_000)
+        expect(table).to_contain_text("AwaRes used 50% of the full-resolution visual tokens")
+        expect(page.locator("#status")).to_contain_text("Done: full resolution")
 
-            expect(page.locator("#crops img").first).to_be_visible()
-            page.wait_for_function(  # every picture decoded before the screenshot
-                "() => [...document.querySelectorAll('#lowres img, #overlay img, #crops img')]"
-                ".every(i => i.complete && i.naturalWidth > 0)", timeout=30_000)
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            shot = SCREENSHOT if os.environ.get("AWARES_UPDATE_SCREENSHOT") else tmp_path / "ui_screenshot.png"
-            page.screenshot(path=str(shot), full_page=True)
-            assert shot.stat().st_size > 10_000
-        finally:
-            browser.close()
+        expect(page.locator("#crops img").first).to_be_visible()
+        page.wait_for_function(  # every picture decoded before the screenshot
+            "() => [...document.querySelectorAll('#lowres img, #overlay img, #crops img')]"
+            ".every(i => i.complete && i.naturalWidth > 0)", timeout=30_000)
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shot = SCREENSHOT if os.environ.get("AWARES_UPDATE_SCREENSHOT") else tmp_path / "ui_screenshot.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
     assert SCREENSHOT.stat().st_size > 10_000
 
 
@@ -149,8 +159,6 @@ def ui_process():
 
 def test_awares_ui_without_arguments_answers_in_the_browser(ui_process):
     """The page served by a bare ``awares ui`` answers an example question with the embedded model."""
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (make test does it)")
     if not (default_model_path() / "config.json").is_file():
         pytest.skip("the embedded default model is not in this checkout")
     from awares_tool import crop_on_demand
@@ -160,22 +168,16 @@ def test_awares_ui_without_arguments_answers_in_the_browser(ui_process):
     expected = crop_on_demand(str(IMAGE), question)  # what the same model answers through the Python API
     _, url = ui_process
     expect = sync_api.expect
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1100})
-            page.goto(url, wait_until="domcontentloaded")
-            page.locator("#upload input[type=file]").set_input_files(str(IMAGE))
-            expect(page.locator("#status")).to_contain_text("Image ready", timeout=60_000)
-            page.locator("#question textarea").fill(question)
-            page.locator("#ask").click()
-            expect(page.locator("#status")).to_contain_text("Done: awares answered", timeout=180_000)
-            expect(page.locator("#answer")).to_contain_text(f"Answer: {expected.answer}")
-            expect(page.locator("#ledger")).to_contain_text(f"RTR {expected.tokens.rtr:.3f}")
-            regions = ", ".join(region_labels(expected)) or "none"
-            expect(page.locator("#answer")).to_contain_text(f"Fetched regions: {regions}")
-        finally:
-            browser.close()
+    with _browser_page(url) as page:
+        page.locator("#upload input[type=file]").set_input_files(str(IMAGE))
+        expect(page.locator("#status")).to_contain_text("Image ready", timeout=60_000)
+        page.locator("#question textarea").fill(question)
+        page.locator("#ask").click()
+        expect(page.locator("#status")).to_contain_text("Done: awares answered", timeout=180_000)
+        expect(page.locator("#answer")).to_contain_text(f"Answer: {expected.answer}")
+        expect(page.locator("#ledger")).to_contain_text(f"RTR {expected.tokens.rtr:.3f}")
+        regions = ", ".join(region_labels(expected)) or "none"
+        expect(page.locator("#answer")).to_contain_text(f"Fetched regions: {regions}")
 
 
 def test_awares_ui_starts_without_arguments(ui_process):
