@@ -21,7 +21,6 @@ from .overlay import draw_overlay
 __all__ = ["run_demo", "demo_assets"]
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-DEFAULT_GGUF = Path(__file__).resolve().parent / "models" / "tiny-awares-gguf" / "model.gguf"
 
 
 def demo_assets() -> tuple[Path, list[dict[str, Any]]]:
@@ -51,7 +50,7 @@ def run_demo(out: Path, *, backend: str | None = None, echo: Callable[[str], Any
     if backend is None:
         gguf = _default_gguf_backend(echo)
         if gguf is not None:
-            runs.append(("llama.cpp, " + DEFAULT_GGUF.parent.name, gguf, "_llamacpp"))
+            runs.append(("llama.cpp, " + gguf.model_path.parent.name, gguf, "_llamacpp"))
     results = []
     for label, run_be, suffix in runs:
         echo(f"\n== backend: {label}")
@@ -63,14 +62,15 @@ def _default_gguf_backend(echo: Callable[[str], Any]) -> Any:
     """The shipped GGUF on llama.cpp, or None (with a note) where llama-cpp-python is not installed."""
     import importlib.util
 
-    if not DEFAULT_GGUF.is_file():
+    from .backends import default_gguf_path, resolve_backend
+
+    gguf = default_gguf_path()
+    if not gguf.is_file():
         return None
     if importlib.util.find_spec("llama_cpp") is None:
         echo("(pip install 'awares[llamacpp]' to run the same questions on llama.cpp with the shipped GGUF)")
         return None
-    from .backends import resolve_backend
-
-    return resolve_backend(f"llamacpp:{DEFAULT_GGUF}")
+    return resolve_backend(f"llamacpp:{gguf}")
 
 
 def _ask_all(src: Any, questions: list[dict[str, Any]], be: Any, out: Path, suffix: str,

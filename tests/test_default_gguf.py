@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from awares_tool import crop_on_demand
-from awares_tool.backends import default_model_path
+from awares_tool.backends import default_gguf_path
 from awares_tool.demo import demo_assets
 
-GGUF = default_model_path().parent / "tiny-awares-gguf"
+GGUF = default_gguf_path().parent
 
 
 @pytest.mark.skipif(not (GGUF / "model.gguf").is_file(), reason="the GGUF export of the default model is absent")

@@ -30,6 +30,7 @@ __all__ = [
     "ModelCard",
     "resolve_backend",
     "default_model_path",
+    "default_gguf_path",
     "DEFAULT_MODEL_NAME",
 ]
 
@@ -43,6 +44,11 @@ _default_backend: Any = None
 def default_model_path() -> Path:
     """Where the embedded default model lives (it may be absent in a source checkout under construction)."""
     return _MODELS_DIR / DEFAULT_MODEL_NAME
+
+
+def default_gguf_path() -> Path:
+    """The embedded default model as GGUF for the llama.cpp backend (its ``mmproj.gguf`` lies beside it)."""
+    return _MODELS_DIR / f"{DEFAULT_MODEL_NAME}-gguf" / "model.gguf"
 
 
 def resolve_backend(backend: Any = None, **options: Any) -> VLMBackend:

@@ -87,18 +87,20 @@ def write_report(cfg: Any, runs: list[str], timings: dict[str, float]) -> dict[s
     targets = check_targets(cells)
     stage_time = dict(timings)
     total_min = sum(stage_time.values()) / 60
+    machine = {"cpus": _cpus(), "platform": platform.platform()}
     config = {**json.loads(cfg.model_dump_json()), "base": _shown(cfg.base)}
     config["sft_config"], config["grpo_config"] = _shown(cfg.sft_config), _shown(cfg.grpo_config)
     results = {"config": config, "summaries": [s.model_dump() for s in summaries],
                "oracle_rtr": oracle, "no_crop_share": no_crop, "paper_no_crop_share": PAPER_NO_CROP,
                "targets": targets, "stage_seconds": stage_time, "total_minutes": round(total_min, 1),
-               "machine": {"cpus": _cpus(), "platform": platform.platform()}}
+               "machine": machine}
     docs = Path(cfg.docs)
     docs.mkdir(parents=True, exist_ok=True)
     (docs / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     plot_accuracy_vs_rtr([s for s in summaries if s.benchmark == "overall"], docs / "accuracy_vs_rtr.png",
                          title=f"tiny AwaRes reproduction (oracle RTR {oracle:.3f})")
-    (docs / "results.md").write_text(_markdown(cfg, summaries, oracle, no_crop, targets, stage_time, total_min))
+    (docs / "results.md").write_text(_markdown(cfg, summaries, oracle, no_crop, targets, stage_time, total_min,
+                                               machine))
     return results
 
 
@@ -117,7 +119,8 @@ def _cpus() -> int:
 
 
 def _markdown(cfg: Any, summaries: list[ModeSummary], oracle: float, no_crop: dict[str, float | None],
-              targets: dict[str, Any], stage_time: dict[str, float], total_min: float) -> str:
+              targets: dict[str, Any], stage_time: dict[str, float], total_min: float,
+              machine: dict[str, Any]) -> str:
     overall = [s for s in summaries if s.benchmark == "overall"]
     split = [s for s in summaries if s.benchmark != "overall"]
     lines = [
@@ -154,6 +157,7 @@ def _markdown(cfg: Any, summaries: list[ModeSummary], oracle: float, no_crop: di
               "| stage | minutes |", "|---|---:|"]
     lines += [f"| {k} | {v / 60:.1f} |" for k, v in stage_time.items()]
     lines += [f"| **total** | **{total_min:.1f}** |", "",
-              f"Machine: {_cpus()} CPU cores, {platform.platform()}. Each time is that of the run that completed the stage (a resumed run keeps the earlier times).",
+              f"Machine: {machine['cpus']} CPU cores, {machine['platform']}. Each time is that of the run that "
+              "completed the stage (a resumed run keeps the earlier times).",
               ""]
     return "\n".join(lines)
