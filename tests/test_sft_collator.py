@@ -91,3 +91,26 @@ def test_template_without_generation_markers_is_refused():
     proc = load_processor(str(tiny_vlm_path("llava")))  # custom template, no TRL training variant
     with pytest.raises(ValueError, match="generation"):
         TrajectoryCollator(proc)
+
+
+@pytest.mark.parametrize("family,fmt", [("qwen2.5-vl", "tool"), ("idefics3", "text")])
+def test_region_token_weight_lands_on_the_region_name_only(rows, family, fmt):
+    proc, plain = _collator(family, fmt)
+    tools = plain.tools
+    col = TrajectoryCollator(proc, request_format=fmt, tools=tools, system_prompt="Answer or crop.",
+                             tool_turn_weight=5.0, region_token_weight=8.0)
+    base, weighted = plain(rows), col(rows)
+    assert bool((base["labels"] == weighted["labels"]).all())
+    changed = (weighted["loss_weights"] != base["loss_weights"]).nonzero().tolist()
+    assert changed and all(b == 0 for b, _ in changed)  # only the crop row's request turn
+    ids = [int(weighted["input_ids"][0][j]) for _, j in changed]
+    assert proc.tokenizer.decode(ids).strip() == rows[0]["target_regions"][0]
+    assert {float(weighted["loss_weights"][0][j]) for _, j in changed} == {40.0}
+
+
+def test_name_token_positions_finds_multi_token_names():
+    from awares_train.sft.collator import name_token_positions
+
+    pieces = ["GET", "_CROPS", ": ['", "top", "_left", "', '", "3", "']"]
+    assert name_token_positions(pieces, ["top_left", "3"]) == [3, 4, 6]
+    assert name_token_positions(pieces, ["9"]) == []

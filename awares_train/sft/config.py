@@ -42,6 +42,9 @@ class AwaresSFTConfig(SFTConfig):
                                         "tool-style prompt for 'tool')."})
     tool_turn_weight: float = field(
         default=5.0, metadata={"help": "Loss weight of the tokens of the crop-request turn (paper: 5); answers get 1."})
+    region_token_weight: float = field(
+        default=1.0, metadata={"help": "Extra loss factor on the tokens of the requested region names inside the "
+                                       "request turn (1: as the paper; 8 for the tiny model trained from scratch)."})
     use_peft: bool = field(default=True, metadata={"help": "Train LoRA adapters instead of full weights."})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank (paper: 8)."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
@@ -73,6 +76,8 @@ class AwaresSFTConfig(SFTConfig):
             raise ValueError(f"lora_target must be one of {LORA_TARGETS}, got {self.lora_target!r}")
         if self.tool_turn_weight <= 0:
             raise ValueError(f"tool_turn_weight must be > 0, got {self.tool_turn_weight}")
+        if self.region_token_weight <= 0:
+            raise ValueError(f"region_token_weight must be > 0, got {self.region_token_weight}")
         if not 0.0 <= self.eval_fraction < 1.0:
             raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
         # Images sit in several turns; truncation would cut image tokens, and TRL's own vision

@@ -47,6 +47,7 @@ def build_collator(cfg: AwaresSFTConfig, processor: Any) -> Any:
     return TrajectoryCollator(
         processor, request_format=fmt, tools=crop_tool_schemas(cfg.crop_set) if fmt == "tool" else None,
         system_prompt=_system_prompt(cfg, fmt), tool_turn_weight=cfg.tool_turn_weight, crop_set=cfg.crop_set,
+        region_token_weight=cfg.region_token_weight,
     )
 
 
@@ -80,7 +81,8 @@ def _model_card(cfg: AwaresSFTConfig, model: Any, collator: Any, metrics: dict[s
         metrics=metrics,
         training={"stage": "sft", "base_model": cfg.model_name_or_path, "data": cfg.train_data,
                   "use_peft": cfg.use_peft, "lora_r": cfg.lora_r if cfg.use_peft else None,
-                  "tool_turn_weight": cfg.tool_turn_weight, "learning_rate": cfg.learning_rate,
+                  "tool_turn_weight": cfg.tool_turn_weight, "region_token_weight": cfg.region_token_weight,
+                  "learning_rate": cfg.learning_rate,
                   "epochs": cfg.num_train_epochs, "max_steps": cfg.max_steps},
     )
 
