@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -12,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["setup_logging", "lr_at", "save_ckpt", "load_ckpt", "Clock", "make_optimizer"]
+__all__ = ["setup_logging", "lr_at", "save_ckpt", "load_ckpt", "Clock", "make_optimizer", "StageRun"]
 
 
 def setup_logging(log_file: Path | None) -> None:
@@ -68,3 +69,43 @@ class Clock:
     @property
     def elapsed(self) -> float:
         return time.time() - self.start
+
+
+class StageRun:
+    """The bookkeeping of a time-boxed stage that trains the whole model (stages B and C).
+
+    After each step: evaluate every ``eval_every_min`` minutes and at the end (re-exporting the model
+    folder, so an interrupted run still leaves a usable model), checkpoint every 2 minutes; at the end
+    a final checkpoint marked done. The training loop itself stays in the stage.
+    """
+
+    def __init__(self, name: str, ckpt: Path, *, model: Any, head: Any, opt: Any, tok: Any, out: Path | None,
+                 minutes: float, eval_every_min: float, clock: Clock, history: list, resumed: bool) -> None:
+        self.name, self.ckpt, self.model, self.head, self.opt, self.tok, self.out = name, ckpt, model, head, opt, tok, out
+        self.total, self.eval_every, self.clock, self.history = minutes * 60, eval_every_min * 60, clock, history
+        self.last_eval = clock.elapsed if resumed else 0.0
+        self.last_save = clock.elapsed
+
+    @property
+    def running(self) -> bool:
+        return self.clock.elapsed < self.total
+
+    def after_step(self, step: int, evaluate: Any, metrics_key: str, training: dict[str, Any]) -> None:
+        """Evaluate (``evaluate() -> dict``) and export when due, then checkpoint when due."""
+        elapsed = self.clock.elapsed
+        if elapsed - self.last_eval > self.eval_every or elapsed >= self.total:
+            ev = evaluate()
+            self.history.append({"step": step, "minutes": round(elapsed / 60, 2), **ev})
+            logging.getLogger(__name__).info("%s eval step %d: %s", self.name, step, json.dumps(ev))
+            self.last_eval = self.clock.elapsed
+            if self.out is not None:
+                from awares_train.tiny.export import export_model
+
+                export_model(self.model, self.tok, self.out, metrics={metrics_key: ev}, training=training)
+        if self.clock.elapsed - self.last_save > 120:
+            self.save(step)
+            self.last_save = self.clock.elapsed
+
+    def save(self, step: int, done: bool = False) -> None:
+        save_stage(self.ckpt, model=self.model, head=self.head, opt=self.opt, step=step, elapsed=self.clock.elapsed,
+                   history=self.history, done=done)

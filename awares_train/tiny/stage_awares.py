@@ -8,15 +8,15 @@ up (the paper weights tool-call turns 5x; 2x suffices here because every code sa
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import random
 from pathlib import Path
 from typing import Any
 
 from awares_train.data.synthetic import SyntheticConfig, generate_sample
 from awares_train.tiny.batches import ConversationEncoder
-from awares_train.tiny.common import Clock, load_ckpt, lr_at, make_optimizer, save_stage
+from awares_train.tiny.common import Clock, StageRun, load_ckpt, lr_at, make_optimizer
 from awares_train.tiny.dense import DenseHead
 from awares_train.tiny.evaluate import eval_examples, heldout_samples
 from awares_train.tiny.stage_vqa import TRAIN_CFG, _base_batch, base_eval, train_step
@@ -93,10 +93,11 @@ def run_stage_c(model: Any, head: DenseHead, tok: Any, base_ckpt: Path | None, w
                     break
         return w
 
-    last_eval = clock.elapsed if st is not None else 0.0
-    last_save = clock.elapsed
+    run = StageRun("C", ckpt, model=model, head=head, opt=opt, tok=tok, out=out, minutes=minutes,
+                   eval_every_min=eval_every_min, clock=clock, history=history, resumed=st is not None)
+    n_ev = max(10, eval_n // 2)  # periodic evals are smaller; the final test eval uses eval_n
     total = minutes * 60
-    while clock.elapsed < total:
+    while run.running:
         kind, n = plan[step % len(plan)]
         rng = random.Random(f"stageC:{seed}:{step}")
         if kind.startswith("aw_"):
@@ -104,7 +105,7 @@ def run_stage_c(model: Any, head: DenseHead, tok: Any, base_ckpt: Path | None, w
         else:
             exs = _base_batch(rng, kind, n, TRAIN_CFG)
         frac = clock.elapsed / total
-        decay = 0.1 + 0.9 * 0.5 * (1 + __import__("math").cos(__import__("math").pi * min(1.0, frac)))
+        decay = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
         opt.param_groups[0]["lr"] = lr_at(step, 5e-4, 30) * decay
         opt.param_groups[1]["lr"] = lr_at(step, 2e-4, 30) * decay
         m = train_step(model, head, enc, exs, opt, vision_trainable=True, aux_w=0.5,
@@ -113,23 +114,10 @@ def run_stage_c(model: Any, head: DenseHead, tok: Any, base_ckpt: Path | None, w
         if step % 10 == 0:
             logger.info("C step %d t=%.1fmin %s %s", step, clock.elapsed / 60, kind,
                         " ".join(f"{k}={v:.3f}" for k, v in m.items()))
-        done = clock.elapsed >= total
-        if clock.elapsed - last_eval > eval_every_min * 60 or done:
-            n_ev = max(10, eval_n // 2)  # periodic evals are smaller; the final test eval uses eval_n
-            ev = {**awares_tf_eval(model, enc, n=n_ev), **base_eval(model, enc, n=n_ev)}
-            history.append({"step": step, "minutes": round(clock.elapsed / 60, 2), **ev})
-            logger.info("C eval step %d: %s", step, json.dumps(ev))
-            last_eval = clock.elapsed
-            if out is not None:
-                export_model(model, tok, out, metrics={"teacher_forced_eval": ev},
-                             training={"stage": "awares", "stage_c_steps": step,
-                                       "stage_c_minutes": round(clock.elapsed / 60, 2)})
-        if clock.elapsed - last_save > 120:
-            save_stage(ckpt, model=model, head=head, opt=opt, step=step, elapsed=clock.elapsed,
-                       history=history)
-            last_save = clock.elapsed
-    save_stage(ckpt, model=model, head=head, opt=opt, step=step, elapsed=clock.elapsed, history=history,
-               done=True)
+        run.after_step(step, lambda: {**awares_tf_eval(model, enc, n=n_ev), **base_eval(model, enc, n=n_ev)},
+                       "teacher_forced_eval",
+                       {"stage": "awares", "stage_c_steps": step, "stage_c_minutes": round(clock.elapsed / 60, 2)})
+    run.save(step, done=True)
     logger.info("stage C done: %d steps %.1f min", step, clock.elapsed / 60)
     if out is not None:
         from awares_train.tiny.stage_vqa import tf_font_curve

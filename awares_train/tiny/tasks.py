@@ -19,7 +19,11 @@ from awares_train.tiny import CROPS_TURN_TEXT, SYSTEM_PROMPT
 from awares_train.tiny.batches import ConversationEncoder, collate, n_image_tokens, patchify
 from awares_train.tiny.dense import token_labels
 
-__all__ = ["Example", "view", "base_example", "awares_example", "request_text", "build_batch", "crop_box"]
+__all__ = ["Example", "view", "base_example", "awares_example", "request_text", "build_batch", "crop_box",
+           "where_sample", "WHERE_QUESTION", "QUADRANT_NAMES"]
+
+WHERE_QUESTION = "Where is the code?"
+QUADRANT_NAMES = ("top-left", "top-right", "bottom-left", "bottom-right")
 
 
 @dataclass
@@ -84,6 +88,19 @@ def awares_example(s: SyntheticSample) -> Example:
              ("user", [("image", n_image_tokens(*crop.size)), ("text", CROPS_TURN_TEXT.format(regions=region))]),
              ("assistant", [("text", s.answers[0])])]
     return Example(conv, [low, crop], [llab, clab], s)
+
+
+def where_sample(s: SyntheticSample) -> SyntheticSample:
+    """The same code image asked *where* the code is (answer: its quadrant's name).
+
+    The base model's grounding task: a pretrained VLM such as Qwen2.5-VL knows where things are in an
+    image before AwaRes training teaches it to request that region; a model trained from random weights
+    has to be taught, and the box is visible in the low-res view even where its digits are not.
+    """
+    if s.kind != "code":
+        raise ValueError("where_sample needs a code sample")
+    return s.model_copy(update={"question": WHERE_QUESTION,
+                                "answers": [QUADRANT_NAMES[int(s.target_regions[0])]], "needs_crop": False})
 
 
 def build_batch(examples: list[Example], enc: ConversationEncoder) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

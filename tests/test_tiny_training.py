@@ -1,0 +1,47 @@
+"""The tiny model's training entry points run end to end, time-boxed to seconds, and resume.
+
+``train_base`` (stage A dense pre-training, stage B VQA) and ``train_awares`` (stage C) are what made
+the shipped models; here each runs a few steps from random weights into a temporary folder, so a
+change to the stages' loops, checkpoints or exports is caught before a real (hour-long) run.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("transformers")
+torch = pytest.importorskip("torch")
+
+pytestmark = pytest.mark.slow
+
+
+def test_train_base_then_awares_write_models_and_resume(tmp_path):
+    from awares_train.tiny import train_awares, train_base
+    from awares_train.tiny.common import load_ckpt
+
+    work, base = tmp_path / "runs-base", tmp_path / "tiny-base"
+    common = ["--work", str(work), "--eval-n", "2", "--threads", "1"]
+    train_base.main(["--out", str(base), "--a-minutes", "0.05", "--b-minutes", "0.1", *common])
+    card = json.loads((base / "awares.json").read_text())
+    assert (base / "model.safetensors").exists() and card["training"]["stage"] == "base"
+    for key in ("code@crop", "code@low", "other@low", "where@low"):  # the base's eval sets, incl. grounding
+        assert 0.0 <= card["metrics"]["heldout_test_font28"][key] <= 1.0
+    b = load_ckpt(work / "stageB.pt")
+    assert b["done"] and b["step"] >= 1 and b["history"]
+
+    # A longer time box resumes stage B from its checkpoint instead of starting again.
+    longer = f"{b['elapsed'] / 60 + 0.05:.3f}"
+    train_base.main(["--out", str(base), "--stages", "B", "--b-minutes", longer, *common])
+    assert f"stage B resumed at step {b['step']} " in (work / "train_base.log").read_text()
+    assert load_ckpt(work / "stageB.pt")["step"] > b["step"]
+
+    out = tmp_path / "tiny-awares"
+    train_awares.main(["--base", str(base), "--out", str(out), "--work", str(tmp_path / "runs-aw"),
+                       "--base-state", str(work / "stageB.pt"), "--minutes", "0.1", "--eval-n", "2",
+                       "--final-n", "2", "--threads", "1"])
+    card = json.loads((out / "awares.json").read_text())
+    assert card["training"]["stage"] == "awares"
+    assert {"teacher_forced_test_font28", "loop_eval"} <= set(card["metrics"])
+    assert load_ckpt(tmp_path / "runs-aw" / "stageC.pt")["done"]
