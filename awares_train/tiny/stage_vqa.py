@@ -2,7 +2,8 @@
 
 B1: vision tower frozen (features under no_grad), LM only, so the LM learns to use the pre-trained
 features fast. B2: tower unfrozen at a lower rate with the dense auxiliary loss kept on every image
-(the answer alone gives only ~3 labelled tokens per image).
+(the answer alone gives only ~3 labelled tokens per image). Throughout, the model is also asked where
+the code is (``tasks.where_sample``), the grounding AwaRes training later turns into a region request.
 """
 
 from __future__ import annotations
