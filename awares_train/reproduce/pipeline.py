@@ -55,7 +55,7 @@ class ReproduceConfig(BaseModel):
     base: Path = Field(default_factory=default_base, description="Base VLM folder the AwaRes stages start from.")
     work: Path = Field(Path("runs/reproduce"), description="Folder for data, trajectories, models and eval runs.")
     docs: Path = Field(Path("docs/reproduce"), description="Folder for results.md/json and the plot.")
-    n_train: int = Field(1200, ge=4, description="Synthetic training records (before the judge drops some).")
+    n_train: int = Field(2400, ge=4, description="Synthetic training records (before the judge drops some).")
     n_test: int = Field(200, ge=2, description="Held-out test questions (half need a crop).")
     train_fonts: tuple[int, int] = Field((22, 32), description="Font size range of the training codes.")
     test_font: int = Field(28, description="Font size of the test codes.")
