@@ -104,10 +104,6 @@ class _Context:
         self.out = Path(cfg.out)
 
 
-def _crops_text(ctx: _Context, names: list[str]) -> str:
-    return crops_turn_text(names, ctx.crop_set, ctx.crops_template)
-
-
 def process_record(rec: VQARecord, ctx: _Context) -> tuple[Literal["data", "reject"], dict[str, Any]]:
     """Run one record through answering, judging and grounding; write its images; return its line."""
     cfg = ctx.cfg
@@ -154,7 +150,7 @@ def process_record(rec: VQARecord, ctx: _Context) -> tuple[Literal["data", "reje
     messages, tool_turn = build_messages(
         system_prompt=ctx.system_prompt, question=rec.question, answer=answer,
         request=example_request(regions) if regions else None, n_crops=len(regions),
-        crops_text=_crops_text(ctx, regions) if regions else None)
+        crops_text=crops_turn_text(regions, ctx.crop_set, ctx.crops_template) if regions else None)
     traj = Trajectory(
         id=rec.id, source=rec.source, question=rec.question, answers=rec.answers, label=label,
         target_regions=regions, image=f"images/{name}.png", image_size=(width, height), images=rel_images,

@@ -96,7 +96,6 @@ def run_stage_c(model: Any, head: DenseHead, tok: Any, base_ckpt: Path | None, w
     run = StageRun("C", ckpt, model=model, head=head, opt=opt, tok=tok, out=out, minutes=minutes,
                    eval_every_min=eval_every_min, clock=clock, history=history, resumed=st is not None)
     n_ev = max(10, eval_n // 2)  # periodic evals are smaller; the final test eval uses eval_n
-    total = minutes * 60
     while run.running:
         kind, n = plan[step % len(plan)]
         rng = random.Random(f"stageC:{seed}:{step}")
@@ -104,7 +103,7 @@ def run_stage_c(model: Any, head: DenseHead, tok: Any, base_ckpt: Path | None, w
             exs = _awares_batch(rng, kind == "aw_code", n, TRAIN_CFG)
         else:
             exs = _base_batch(rng, kind, n, TRAIN_CFG)
-        frac = clock.elapsed / total
+        frac = clock.elapsed / run.total
         decay = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
         opt.param_groups[0]["lr"] = lr_at(step, 5e-4, 30) * decay
         opt.param_groups[1]["lr"] = lr_at(step, 2e-4, 30) * decay
