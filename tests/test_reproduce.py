@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from awares_train.eval.harness import ModeSummary
-from awares_train.reproduce.report import check_targets, oracle_rtr
+from awares_train.reproduce.report import base_model_summary, check_targets, oracle_rtr
 
 
 def _records(tmp_path: Path, targets: list[list[str]]) -> Path:
@@ -45,6 +45,15 @@ def test_check_targets() -> None:
     assert not t["grpo_better_than_sft_on_accuracy_or_rtr"]["holds"]
 
 
+def test_base_model_summary_reads_the_training_record_of_a_base_trained_here() -> None:
+    card = {"training": {"stage": "base", "stage_a_minutes": 31.0, "stage_b_minutes": 80.5, "threads": 2},
+            "metrics": {"font_curve": [], "heldout_test_font28": {"code@crop": 0.78, "where@low": 0.49}}}
+    assert base_model_summary(card) == {"training_minutes": {"a": 31.0, "b": 80.5},
+                                        "heldout": {"code@crop": 0.78, "where@low": 0.49}}
+    # a pretrained base (no record of its own training) leaves the section out
+    assert base_model_summary({"family": "qwen2.5-vl"}) == {"training_minutes": {}, "heldout": {}}
+
+
 @pytest.mark.slow
 def test_quick_reproduction_runs_every_stage(tmp_path: Path) -> None:
     pytest.importorskip("trl")
@@ -62,6 +71,12 @@ def test_quick_reproduction_runs_every_stage(tmp_path: Path) -> None:
         assert card["request_format"] == "tool"
     md = (cfg.docs / "results.md").read_text()
     assert "| base | fullres | overall | 8 |" in md and "Oracle RTR" in md
+    # the shipped base records its own training from random weights: the whole recipe's time is stated
+    shipped = json.loads((Path(cfg.base) / "awares.json").read_text())["training"]
+    base_min = shipped["stage_a_minutes"] + shipped["stage_b_minutes"]
+    assert f"trained from random weights in **{base_min:.1f} min**" in md
+    whole = base_min + sum(results["stage_seconds"].values()) / 60
+    assert f"whole recipe from scratch: **{whole:.1f} min**" in md
     assert (cfg.docs / "accuracy_vs_rtr.png").read_bytes()[:4] == b"\x89PNG"
     assert set(results["stage_seconds"]) >= {"data", "trajectories", "sft", "grpo", "eval:base", "eval:grpo"}
     # a rerun resumes: every stage is found done and only the report is rewritten

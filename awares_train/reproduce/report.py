@@ -62,6 +62,20 @@ def check_targets(cells: dict[tuple[str, str], ModeSummary]) -> dict[str, Any]:
     }
 
 
+def base_model_summary(card: dict[str, Any]) -> dict[str, Any]:
+    """What the base model's ``awares.json`` says of its own training: minutes per stage and held-out accuracy.
+
+    A base trained here from random weights (``awares_train.tiny.train_base``) records both, so the report can
+    state the time of the whole recipe from scratch; any other base (a pretrained VLM) gives empty fields.
+    """
+    training = card.get("training") or {}
+    minutes = {stage: training[f"stage_{stage}_minutes"] for stage in ("a", "b")
+               if isinstance(training.get(f"stage_{stage}_minutes"), (int, float))}
+    metrics = card.get("metrics") or {}
+    heldout = next((v for k, v in metrics.items() if k.startswith("heldout") and isinstance(v, dict)), {})
+    return {"training_minutes": minutes, "heldout": heldout}
+
+
 def _label_no_crop_share(stats_path: Path) -> float | None:
     labels = json.loads(stats_path.read_text()).get("labels", {})
     kept = labels.get("direct", 0) + labels.get("crop", 0)
@@ -87,20 +101,21 @@ def write_report(cfg: Any, runs: list[str], timings: dict[str, float]) -> dict[s
     targets = check_targets(cells)
     stage_time = dict(timings)
     total_min = sum(stage_time.values()) / 60
+    base_model = base_model_summary(base_card)
     machine = {"cpus": _cpus(), "platform": platform.platform()}
     config = {**json.loads(cfg.model_dump_json()), "base": _shown(cfg.base)}
     config["sft_config"], config["grpo_config"] = _shown(cfg.sft_config), _shown(cfg.grpo_config)
     results = {"config": config, "summaries": [s.model_dump() for s in summaries],
                "oracle_rtr": oracle, "no_crop_share": no_crop, "paper_no_crop_share": PAPER_NO_CROP,
                "targets": targets, "stage_seconds": stage_time, "total_minutes": round(total_min, 1),
-               "machine": machine}
+               "base_model": base_model, "machine": machine}
     docs = Path(cfg.docs)
     docs.mkdir(parents=True, exist_ok=True)
     (docs / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     plot_accuracy_vs_rtr([s for s in summaries if s.benchmark == "overall"], docs / "accuracy_vs_rtr.png",
                          title=f"tiny AwaRes reproduction (oracle RTR {oracle:.3f})")
     (docs / "results.md").write_text(_markdown(cfg, summaries, oracle, no_crop, targets, stage_time, total_min,
-                                               machine))
+                                               base_model, machine))
     return results
 
 
@@ -120,13 +135,13 @@ def _cpus() -> int:
 
 def _markdown(cfg: Any, summaries: list[ModeSummary], oracle: float, no_crop: dict[str, float | None],
               targets: dict[str, Any], stage_time: dict[str, float], total_min: float,
-              machine: dict[str, Any]) -> str:
+              base_model: dict[str, Any], machine: dict[str, Any]) -> str:
     overall = [s for s in summaries if s.benchmark == "overall"]
     split = [s for s in summaries if s.benchmark != "overall"]
     lines = [
         "# Tiny AwaRes reproduction: results",
         "",
-        f"Written by `make reproduce` (`awares-train reproduce`) from `{_shown(cfg.base)}`: {cfg.n_train} synthetic training "
+        f"Written by `awares-train reproduce` (`make reproduce`) from `{_shown(cfg.base)}`: {cfg.n_train} synthetic training "
         f"records, {cfg.n_test} test questions (code font {cfg.test_font}; `needs-crop` = read the code, "
         "`low-res-ok` = colour / shape / count). Accuracy is exact match.",
         "",
@@ -160,4 +175,24 @@ def _markdown(cfg: Any, summaries: list[ModeSummary], oracle: float, no_crop: di
               f"Machine: {machine['cpus']} CPU cores, {machine['platform']}. Each time is that of the run that "
               "completed the stage (a resumed run keeps the earlier times).",
               ""]
-    return "\n".join(lines)
+    return "\n".join(lines + _base_model_markdown(cfg, base_model, total_min))
+
+
+def _base_model_markdown(cfg: Any, base_model: dict[str, Any], total_min: float) -> list[str]:
+    """The base model's own record: how long it trained from random weights and what it reads where."""
+    minutes, heldout = base_model["training_minutes"], base_model["heldout"]
+    if not minutes and not heldout:
+        return []
+    lines = ["## Base model", ""]
+    if minutes:
+        base_min = sum(minutes.values())
+        stages = " + ".join(f"{v:.1f}" for v in minutes.values())
+        lines += [f"`{_shown(cfg.base)}` was trained from random weights in **{base_min:.1f} min** (stages "
+                  f"{', '.join(k.upper() for k in minutes)}: {stages}, time-boxed; its `awares.json`). "
+                  f"With the AwaRes stages above, the whole recipe from scratch: **{base_min + total_min:.1f} min**.",
+                  ""]
+    if heldout:
+        lines += ["Its held-out accuracy (exact match, teacher-forced, from its `awares.json`):", "",
+                  "| " + " | ".join(heldout) + " |", "|" + "---:|" * len(heldout),
+                  "| " + " | ".join(f"{v:.2f}" for v in heldout.values()) + " |", ""]
+    return lines
