@@ -137,8 +137,13 @@ def build_model(tokenizer: Any) -> Any:
 
     c = tokenizer.convert_tokens_to_ids
     head_dim = TEXT["hidden_size"] // TEXT["num_attention_heads"]
-    s = head_dim // 2  # mrope_section must sum to head_dim / 2
-    sec = [s - 2 * (s * 3 // 8), s * 3 // 8, s * 3 // 8]
+    # M-RoPE splits the head's rotary pairs into chunks for (time, row, column), fastest frequencies first, so
+    # Qwen's [16, 24, 24] ratio leaves the column chunk only the slowest ones: at head_dim 64 over grids at most
+    # 16 tokens wide they turn < 0.05 rad from one edge to the other, and a model trained from random weights
+    # told top from bottom but not left from right (measured: region requests 50/50 between the two quadrants
+    # of the right row). Time is constant over an image, so it keeps 2 pairs; rows get the next 5, columns the
+    # rest, which starts at 0.13 rad per token.
+    sec = [2, 5, head_dim // 2 - 7]  # must sum to head_dim / 2
     cfg = Qwen2_5_VLConfig(
         vision_config=dict(VISION),
         text_config=dict(vocab_size=len(tokenizer), max_position_embeddings=2048, **TEXT,
