@@ -16,8 +16,14 @@ def key(question: str, image) -> tuple[str, str]:
     return question, hashlib.sha1(image.tobytes()).hexdigest()
 
 
-def reader(truth: dict[tuple[str, str], dict]):
-    """A 'model' that reads the code only from a crop of the right region, and always knows the colours."""
+MIRROR = {"0": "1", "1": "0", "2": "3", "3": "2"}
+
+
+def reader(truth: dict[tuple[str, str], dict], *, mirror: bool = False):
+    """A 'model' that reads the code only from a crop of the right region, and always knows the colours.
+
+    ``mirror``: it asks for the quadrant beside the right one (right row, wrong column) and then cannot read.
+    """
 
     def reply(messages):
         first = messages[1] if messages[0].role == "system" else messages[0]
@@ -30,9 +36,10 @@ def reader(truth: dict[tuple[str, str], dict]):
         if size[0] >= 448:  # full resolution: readable
             return rec["answers"][0]
         if messages[-1].role == "user" and len(messages) > 2:  # crops have arrived
-            return rec["answers"][0]
+            return "000" if mirror else rec["answers"][0]
         if messages[0].role == "system":  # awares protocol: ask for the right crop
-            return f"GET_CROPS: ['{rec['target_regions'][0]}']"
+            target = rec["target_regions"][0]
+            return f"GET_CROPS: ['{MIRROR[target] if mirror else target}']"
         return "000"  # low-res only: cannot read
 
     return reply
@@ -45,16 +52,20 @@ def data(tmp_path_factory):
     return out / "records.jsonl"
 
 
-def test_harness_measures_accuracy_and_cost_per_mode(data, tmp_path):
-    items = load_eval_items(data)
-    assert len(items) == 12 and all(it.needs_crop is not None for it in items)
+def _truth(data) -> dict[tuple[str, str], dict]:
     truth = {}
     for line in data.read_text().splitlines():
         rec = json.loads(line)
         src = open_image(data.parent / rec["image"])
         for view in (src.image, make_lowres_view(src, parse_lowres(None))):
             truth[key(rec["question"], view)] = rec
-    report = evaluate(items, ScriptedBackend(reader(truth)), ["awares", "lowres", "fullres"], label="oracle",
+    return truth
+
+
+def test_harness_measures_accuracy_and_cost_per_mode(data, tmp_path):
+    items = load_eval_items(data)
+    assert len(items) == 12 and all(it.needs_crop is not None for it in items)
+    report = evaluate(items, ScriptedBackend(reader(_truth(data))), ["awares", "lowres", "fullres"], label="oracle",
                       progress=False)
     by_mode = {s.mode: s for s in report.summaries}
     n_crop = sum(it.needs_crop for it in items)
@@ -71,3 +82,24 @@ def test_harness_measures_accuracy_and_cost_per_mode(data, tmp_path):
     md = (out / "report.md").read_text()
     assert "| oracle | awares |" in md and json.loads((out / "report.json").read_text())["label"] == "oracle"
     assert len((out / "items.jsonl").read_text().splitlines()) == 36
+
+
+def test_region_confusion_shows_right_row_wrong_column(data, tmp_path):
+    items = load_eval_items(data)
+    report = evaluate(items, ScriptedBackend(reader(_truth(data), mirror=True)), ["awares"], label="mirror",
+                      progress=False)
+    (cell,) = report.summaries  # one benchmark: no separate overall cell
+    assert cell.region_accuracy == 0.0 and cell.decision_accuracy == 1.0
+    targets = [it.target_regions[0] for it in items if it.needs_crop]
+    expected: dict[str, dict[str, int]] = {}
+    for t in targets:
+        expected.setdefault(t, {}).setdefault(MIRROR[t], 0)
+        expected[t][MIRROR[t]] += 1
+    assert cell.region_confusion == expected
+    md = report.to_markdown()
+    t = targets[0]
+    assert f"Regions requested by `mirror` (awares, {cell.benchmark}):" in md
+    header = next(line for line in md.splitlines() if line.startswith("| target"))
+    row = next(line for line in md.splitlines() if line.startswith(f"| {t} |"))
+    cols = [c.strip() for c in header.strip("|").split("|")][1:]
+    assert row.strip("|").split("|")[1 + cols.index(MIRROR[t])].strip() == str(expected[t][MIRROR[t]])

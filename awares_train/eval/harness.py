@@ -18,7 +18,8 @@ from pydantic import BaseModel, Field
 from awares_tool import crop_on_demand_batch
 from awares_tool.backends import resolve_backend
 
-__all__ = ["EvalItem", "ItemResult", "ModeSummary", "EvalReport", "evaluate", "load_eval_items", "plot_accuracy_vs_rtr"]
+__all__ = ["EvalItem", "ItemResult", "ModeSummary", "EvalReport", "evaluate", "load_eval_items", "plot_accuracy_vs_rtr",
+           "region_confusion_markdown"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,9 @@ class ModeSummary(BaseModel):
     errors: int
     decision_accuracy: float | None = None
     region_accuracy: float | None = None
+    #: awares mode, questions with known target regions: target -> requested -> count (names joined by ``+``;
+    #: ``none`` = answered without a crop). Shows *how* the region choice fails, e.g. the right row, wrong column.
+    region_confusion: dict[str, dict[str, int]] | None = None
 
 
 class EvalReport(BaseModel):
@@ -79,7 +83,13 @@ class EvalReport(BaseModel):
     items: list[ItemResult]
 
     def to_markdown(self) -> str:
-        return summaries_markdown(self.summaries)
+        parts = [summaries_markdown(self.summaries)]
+        with_regions = [s for s in self.summaries if s.region_confusion]
+        # one table per mode: the overall cell, or the only benchmark's cell where there is no overall one
+        for s in [s for s in with_regions if s.benchmark == "overall"] or with_regions:
+            parts += ["", f"Regions requested by `{s.label}` ({s.mode}, {s.benchmark}):", "",
+                      region_confusion_markdown(s)]
+        return "\n".join(parts)
 
     def save(self, out_dir: str | Path) -> Path:
         """Write ``report.json``, ``report.md``, ``items.jsonl`` and ``accuracy_vs_rtr.png`` into ``out_dir``."""
@@ -202,11 +212,13 @@ def _summary(label: str, mode: str, bench: str, rs: list[ItemResult]) -> ModeSum
         sum((len(r.regions) > 0) == r.needs_crop for r in known) / len(known) if known and mode == "awares" else None
     )
     targeted = [r for r in rs if r.needs_crop and r.target_regions]
-    region = (
-        sum(set(r.regions) == set(r.target_regions or []) for r in targeted) / len(targeted)
-        if targeted and mode == "awares"
-        else None
-    )
+    region = confusion = None
+    if targeted and mode == "awares":
+        region = sum(set(r.regions) == set(r.target_regions or []) for r in targeted) / len(targeted)
+        confusion = {}
+        for r in targeted:
+            row = confusion.setdefault(_region_key(r.target_regions or []), {})
+            row[_region_key(r.regions)] = row.get(_region_key(r.regions), 0) + 1
     return ModeSummary(
         label=label, mode=mode, benchmark=bench, n=len(rs),
         accuracy=sum(r.score for r in rs) / len(rs),
@@ -217,8 +229,26 @@ def _summary(label: str, mode: str, bench: str, rs: list[ItemResult]) -> ModeSum
         mean_rounds=sum(r.rounds for r in rs) / len(rs),
         mean_latency_s=sum(lat) / len(lat), p50_latency_s=statistics.median(lat),
         errors=sum(r.error is not None for r in rs),
-        decision_accuracy=decision, region_accuracy=region,
+        decision_accuracy=decision, region_accuracy=region, region_confusion=confusion,
     )
+
+
+def _region_key(names: Sequence[str]) -> str:
+    return "+".join(sorted(set(names), key=_natural)) or "none"
+
+
+def _natural(name: str) -> tuple[int, str]:
+    return (int(name), name) if name.isdigit() else (1 << 30, name)
+
+
+def region_confusion_markdown(summary: ModeSummary) -> str:
+    """Target regions (rows) against the regions the model requested (columns), as a Markdown table."""
+    confusion = summary.region_confusion or {}
+    targets = sorted(confusion, key=lambda k: [_natural(n) for n in k.split("+")])
+    asked = sorted({a for row in confusion.values() for a in row}, key=lambda k: [_natural(n) for n in k.split("+")])
+    lines = ["| target \\ requested | " + " | ".join(asked) + " |", "|---|" + "---:|" * len(asked)]
+    lines += [f"| {t} | " + " | ".join(str(confusion[t].get(a, 0)) for a in asked) + " |" for t in targets]
+    return "\n".join(lines)
 
 
 def summaries_markdown(summaries: Sequence[ModeSummary]) -> str:

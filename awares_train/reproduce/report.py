@@ -7,7 +7,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from awares_train.eval.harness import ModeSummary, plot_accuracy_vs_rtr, summaries_markdown
+from awares_train.eval.harness import ModeSummary, plot_accuracy_vs_rtr, region_confusion_markdown, summaries_markdown
 
 __all__ = ["write_report", "oracle_rtr", "check_targets"]
 
@@ -168,7 +168,15 @@ def _markdown(cfg: Any, summaries: list[ModeSummary], oracle: float, no_crop: di
     for name, t in targets.items():
         nums = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in t.items() if k != "holds")
         lines.append(f"| {name} | {'yes' if t['holds'] else '**no**'} | {nums} |")
-    lines += ["", "## Per question type", "", summaries_markdown(split), "", "## Wall time per stage", "",
+    lines += ["", "## Per question type", "", summaries_markdown(split)]
+    asked = [s for s in overall if s.region_confusion]
+    if asked:
+        lines += ["", "## Regions requested for the questions that need a crop", "",
+                  "Rows: the target region; columns: what the model asked for (`none`: answered without a crop).",
+                  ""]
+        for s in asked:
+            lines += [f"**{s.label}**", "", region_confusion_markdown(s), ""]
+    lines += ["", "## Wall time per stage", "",
               "| stage | minutes |", "|---|---:|"]
     lines += [f"| {k} | {v / 60:.1f} |" for k, v in stage_time.items()]
     lines += [f"| **total** | **{total_min:.1f}** |", "",
