@@ -72,17 +72,51 @@ def test_second_turn_reuses_the_cache_and_gives_the_same_reply(backend):
     assert fresh.text == reused.text
 
 
-def test_tool_turn_images_move_to_a_user_turn(backend):
-    msgs = first_turn() + [
+def tool_turn(crop: Image.Image) -> list[Message]:
+    """Turn one, a get_crops call, and the crop answered inside the tool turn (as TRL's tool loop trains)."""
+    return first_turn() + [
         Message(role="assistant", content=[], tool_calls=[
             {"id": "c1", "type": "function", "function": {"name": "get_crops", "arguments": {"regions": ["0"]}}}]),
-        Message(role="tool", content=[TextPart(text="crop 0"), ImagePart(image=noise(56, 56, 3))], tool_call_id="c1"),
+        Message(role="tool", content=[ImagePart(image=crop), TextPart(text="Here is the crop.")], tool_call_id="c1"),
     ]
-    gen = backend.generate(msgs, GREEDY, tools=[{"type": "function", "function": {"name": "get_crops",
-                                                                                "parameters": {"type": "object"}}}])
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_crops", "parameters": {"type": "object"}}}]
+
+
+def test_tool_turn_images_stay_in_the_tool_turn_where_the_template_renders_them(backend):
+    msgs = tool_turn(noise(56, 56, 3))
+    gen = backend.generate(msgs, GREEDY, tools=TOOLS)
     assert gen.usage.image_tokens == [48, 9]  # 56x56 is scaled up to llama.cpp's minimum of 8 tokens (3x3)
-    prompt = backend._render(move_tool_images(msgs), None)
-    assert prompt.count(backend._marker()) == 2 and "<tool_call>" in prompt
+    if backend.handler_kind == "mtmd":  # the GGUF's own (Qwen/TRL) template renders tool-turn content parts
+        assert backend.supports_tool_images
+        prompt = backend._render(msgs, None)
+        assert prompt.index("<tool_response>") < prompt.rindex(backend._marker()) < prompt.index("</tool_response>")
+    else:  # Qwen25VLChatHandler's fixed template has no tool turn: the crop moves to a user turn
+        assert not backend.supports_tool_images
+        prompt = backend._render(move_tool_images(msgs), None)
+        assert prompt.count(backend._marker()) == 2 and "<tool_call>" in prompt
+        with pytest.raises(BackendError, match="only in user turns"):
+            backend._render(msgs, None)
+
+
+def test_tool_turn_prompt_and_reply_match_transformers():
+    """The same checkpoint through transformers and through its GGUF: same prompt length, same greedy reply."""
+    pytest.importorskip("transformers")
+    from awares_tool.backends.transformers import TransformersBackend
+
+    model, mmproj = tiny_gguf()
+    # 4x3 tokens in both (llama.cpp scales smaller images up); no digit after a space in the text: the test
+    # checkpoint's tokenizer keeps " 0" whole where llama.cpp's Qwen2 pre-tokenizer splits it
+    msgs = tool_turn(noise(112, 84, 3))
+    hf = TransformersBackend(model.parent / "hf")
+    assert hf.supports_tool_images
+    want = hf.generate(msgs, GREEDY, tools=TOOLS)
+    with LlamaCppBackend(model, mmproj=mmproj, chat_handler="mtmd", n_ctx=4096, n_threads=2) as be:
+        got = be.generate(msgs, GREEDY, tools=TOOLS)
+    assert got.usage.image_tokens == want.usage.image_tokens == [48, 12]
+    assert got.usage.prompt_tokens == want.usage.prompt_tokens
+    assert got.text == want.text
 
 
 def test_image_too_large_for_the_context_names_the_limit():

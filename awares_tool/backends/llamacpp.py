@@ -13,7 +13,10 @@ Other choices, each pinned to the llama-cpp-python 0.3.36 behaviour that forced 
 * Chat handler: ``"mtmd"`` renders the GGUF's own ``tokenizer.chat_template`` (tools, ``<tool_response>``)
   and lets libmtmd pick the projector; ``"qwen2.5-vl"`` uses ``Qwen25VLChatHandler``'s hard-coded template
   (no tools: calls are rendered as ``<tool_call>`` text). ``"auto"`` prefers MTMD when the GGUF has a template.
-* Images are read from user turns only; a tool turn with images becomes a text ack + user turn
+* Images in tool turns: with ``"mtmd"`` and a template that renders a tool turn's content parts (Qwen-VL
+  templates, TRL's among them), the crops stay inside the tool turn, where TRL's tool loop trained the model
+  (``supports_tool_images``); a model trained that way answers garbage when they arrive in a user turn.
+  Otherwise a tool turn with images becomes a text ack + user turn
   (:func:`~awares_tool.backends.openai.move_tool_images`). Tool-call text is returned as text and parsed by
   our protocol parser (the library does not parse ``<tool_call>`` with ``tool_choice="auto"``).
 * Token counts: the library's ``prompt_tokens`` counts M-RoPE *positions* (an image of 256 tokens adds
@@ -132,6 +135,7 @@ class LlamaCppBackend:
             _quiet_mtmd()
         self.handler_kind: str = chat_handler
         self._template = _compile(fmt, template)
+        self.supports_tool_images: bool = chat_handler == "mtmd" and _renders_tool_parts(self._template)
         self._mtmd = self._handler._mtmd_cpp
         self.n_ctx = n_ctx
         self.reuse_cache = reuse_cache
@@ -157,7 +161,7 @@ class LlamaCppBackend:
         tools: list[dict[str, Any]] | None = None,
     ) -> Generation:
         llm = self._require_open()
-        msgs = move_tool_images(messages)
+        msgs = list(messages) if self.supports_tool_images else move_tool_images(messages)
         with self._lock:
             self._ensure_mtmd(llm)
             t0 = time.perf_counter()
@@ -250,8 +254,8 @@ class LlamaCppBackend:
         native = self.handler_kind == "mtmd"
         conv: list[dict[str, Any]] = []
         for m in msgs:
-            if m.images and m.role != "user":
-                raise BackendError(f"llama.cpp reads images only from user turns, got one in a {m.role} turn")
+            if m.images and m.role not in (("user", "tool") if self.supports_tool_images else ("user",)):
+                raise BackendError(f"this chat template takes images only in user turns, got one in a {m.role} turn")
             parts = [{"type": "text", "text": marker} if isinstance(p, ImagePart) else {"type": "text", "text": p.text}
                      for p in m.content]
             content: Any = parts if m.images else m.text_content
@@ -446,6 +450,21 @@ def _compile(fmt: Any, template: str) -> Any:
     env.filters["tojson"] = fmt.Jinja2ChatFormatter.tojson
     env.globals["strftime_now"] = fmt.Jinja2ChatFormatter.strftime_now
     return env.from_string(template)
+
+
+def _renders_tool_parts(template: Any) -> bool:
+    """Does ``template`` render the text parts of a tool turn's content list as text (images can go there)?"""
+    probe = "awares-probe-7f3a"
+    conv = [{"role": "user", "content": "q"},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"type": "function", "id": "c", "function": {"name": "get_crops", "arguments": {"regions": ["0"]}}}]},
+            {"role": "tool", "tool_call_id": "c", "content": [{"type": "text", "text": probe}]}]
+    try:
+        out = template.render(messages=conv, add_generation_prompt=True, tools=None, eos_token="", bos_token="",
+                              raise_exception=_raise)
+    except Exception:  # a template without tool turns
+        return False
+    return out.count(probe) == 1 and "'text'" not in out and '"text"' not in out
 
 
 def _piece(piece: Any) -> str:
