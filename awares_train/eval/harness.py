@@ -241,11 +241,15 @@ def _natural(name: str) -> tuple[int, str]:
     return (int(name), name) if name.isdigit() else (1 << 30, name)
 
 
+def _key_order(key: str) -> list[tuple[int, str]]:
+    return [_natural(n) for n in key.split("+")]
+
+
 def region_confusion_markdown(summary: ModeSummary) -> str:
     """Target regions (rows) against the regions the model requested (columns), as a Markdown table."""
     confusion = summary.region_confusion or {}
-    targets = sorted(confusion, key=lambda k: [_natural(n) for n in k.split("+")])
-    asked = sorted({a for row in confusion.values() for a in row}, key=lambda k: [_natural(n) for n in k.split("+")])
+    targets = sorted(confusion, key=_key_order)
+    asked = sorted({a for row in confusion.values() for a in row}, key=_key_order)
     lines = ["| target \\ requested | " + " | ".join(asked) + " |", "|---|" + "---:|" * len(asked)]
     lines += [f"| {t} | " + " | ".join(str(confusion[t].get(a, 0)) for a in asked) + " |" for t in targets]
     return "\n".join(lines)
