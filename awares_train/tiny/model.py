@@ -131,8 +131,8 @@ def build_processor(tokenizer: Any) -> Any:
     return cls(image_processor=ip, tokenizer=tokenizer, chat_template=tokenizer.chat_template)
 
 
-def build_model(tokenizer: Any) -> Any:
-    """Random-init Qwen2.5-VL sized for CPU training (~4.4 M parameters)."""
+def build_model(tokenizer: Any, *, mrope_section: list[int] | None = None, rope_theta: float = 10000.0) -> Any:
+    """Random-init Qwen2.5-VL sized for CPU training (~4.4 M parameters); the rope arguments are for experiments."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     c = tokenizer.convert_tokens_to_ids
@@ -143,11 +143,13 @@ def build_model(tokenizer: Any) -> Any:
     # told top from bottom but not left from right (measured: region requests 50/50 between the two quadrants
     # of the right row). Time is constant over an image, so it keeps 2 pairs; rows get the next 5, columns the
     # rest, which starts at 0.13 rad per token.
-    sec = [2, 5, head_dim // 2 - 7]  # must sum to head_dim / 2
+    sec = mrope_section or [2, 5, head_dim // 2 - 7]
+    if sum(sec) != head_dim // 2:
+        raise ValueError(f"mrope_section must sum to head_dim / 2 = {head_dim // 2}, got {sec}")
     cfg = Qwen2_5_VLConfig(
         vision_config=dict(VISION),
         text_config=dict(vocab_size=len(tokenizer), max_position_embeddings=2048, **TEXT,
-                         rope_parameters=dict(rope_type="default", rope_theta=10000.0, mrope_section=sec),
+                         rope_parameters=dict(rope_type="default", rope_theta=rope_theta, mrope_section=sec),
                          bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id),
         image_token_id=c("<|image_pad|>"), video_token_id=c("<|video_pad|>"),
         vision_start_token_id=c("<|vision_start|>"), vision_end_token_id=c("<|vision_end|>"),
