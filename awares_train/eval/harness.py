@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -217,8 +218,7 @@ def _summary(label: str, mode: str, bench: str, rs: list[ItemResult]) -> ModeSum
         region = sum(set(r.regions) == set(r.target_regions or []) for r in targeted) / len(targeted)
         confusion = {}
         for r in targeted:
-            row = confusion.setdefault(_region_key(r.target_regions or []), {})
-            row[_region_key(r.regions)] = row.get(_region_key(r.regions), 0) + 1
+            confusion.setdefault(_region_key(r.target_regions or []), Counter())[_region_key(r.regions)] += 1
     return ModeSummary(
         label=label, mode=mode, benchmark=bench, n=len(rs),
         accuracy=sum(r.score for r in rs) / len(rs),
