@@ -82,3 +82,18 @@ def test_quick_reproduction_runs_every_stage(tmp_path: Path) -> None:
     # a rerun resumes: every stage is found done and only the report is rewritten
     again = run_reproduction(cfg)
     assert again["stage_seconds"] == results["stage_seconds"]
+    # the GRPO model ships as an embedded-style model folder: inference files and the measured figures
+    from awares_tool import crop_on_demand
+    from awares_tool.demo import demo_assets
+    from awares_train.tiny.ship import INFERENCE_FILES, ship_model
+
+    card = ship_model(cfg.work, tmp_path / "shipped")
+    assert sorted(p.name for p in (tmp_path / "shipped").iterdir()) == sorted([*INFERENCE_FILES, "awares.json"])
+    overall = card["metrics"]["reproduce_eval"]["by_benchmark"]["overall"]
+    grpo = next(s for s in results["summaries"] if s["label"] == "grpo" and s["benchmark"] == "overall")
+    assert overall["n"] == 8 and overall["accuracy"] == grpo["accuracy"]
+    assert card["lowres"] == {"kind": "scale", "factor": 0.5} and card["training"]["run"] == "grpo"
+    image, questions = demo_assets()
+    res = crop_on_demand(image, questions[0]["question"], backend=f"transformers:{tmp_path / 'shipped'}",
+                         max_new_tokens=8)
+    assert res.error is None and res.tokens.spent > 0 and res.trace[0]["role"] == "system"
