@@ -167,6 +167,10 @@ def ask(
     question: str = typer.Argument(..., help="The question."),
     backend: Optional[str] = typer.Option(None, "--backend", help="transformers:PATH, llamacpp:GGUF, openai:URL#MODEL."),
     mmproj: Optional[str] = typer.Option(None, "--mmproj", help="Projector GGUF for llamacpp backends."),
+    card: Optional[Path] = typer.Option(None, "--card", help="The model's awares.json (or its folder): its prompt, "
+                                        "crop set, low-res policy and request format; for models behind a server."),
+    tool_images: bool = typer.Option(False, "--tool-images", help="openai backends: send crops inside the tool "
+                                     "message (vLLM; for models trained with tool calls)."),
     mode: str = typer.Option("awares", "--mode", help="awares, lowres, fullres, all_crops, full_on_request."),
     crop_set: Optional[str] = typer.Option(None, "--set", help="Crop set (default: the model's)."),
     lowres: Optional[str] = typer.Option(None, "--lowres", help="Low-res policy (default: the model's)."),
@@ -179,8 +183,16 @@ def ask(
     from .loop import crop_on_demand
 
     def run() -> None:
-        options = {"mmproj": mmproj} if mmproj else {}
+        options: dict[str, Any] = {"mmproj": mmproj} if mmproj else {}
+        if tool_images:
+            if not (backend or "").startswith("openai:"):
+                raise typer.BadParameter("--tool-images applies to openai:URL#MODEL backends only")
+            options["tool_images"] = True
         be = resolve_backend(backend, **options)
+        if card is not None:
+            from .backends.base import ModelCard
+
+            be.model_card = ModelCard.read(card)
         res = crop_on_demand(
             image, question, backend=be, mode=mode, crop_set=crop_set, lowres=lowres,  # type: ignore[arg-type]
             max_new_tokens=max_new_tokens,

@@ -245,9 +245,64 @@ def test_tool_images_move_to_a_user_turn_and_text_mode_without_native_tools():
     assert [m["role"] for m in wire] == ["assistant", "tool", "user"]
     assert wire[1]["content"] == "crop 1" and wire[2]["content"][0]["type"] == "image_url"
     assert json.loads(wire[0]["tool_calls"][0]["function"]["arguments"]) == {"regions": ["1"]}
+    kept = to_openai_messages(msgs, tool_images=True)
+    assert [m["role"] for m in kept] == ["assistant", "tool"] and kept[1]["content"][1]["type"] == "image_url"
     plain = to_openai_messages(msgs, native_tools=False)
     assert [m["role"] for m in plain] == ["assistant", "user", "user"]
     assert "<tool_call>" in plain[0]["content"] and "tool_calls" not in plain[0]
+
+
+def test_tool_images_keep_the_crops_in_the_tool_turn(serve, tmp_path):
+    """For tool-trained models on servers that take images in any turn: the crops answer the call itself."""
+    card_dir = tmp_path / "model"
+    card_dir.mkdir()
+    (card_dir / "awares.json").write_text(json.dumps({"system_prompt": "Use get_crops.", "request_format": "tool"}))
+    call = [{"id": "call_3", "type": "function", "function": {"name": "get_crops", "arguments": '{"regions": ["1"]}'}}]
+    srv = serve(ok(reply("", tool_calls=call)), ok(reply("808")))
+    be = OpenAIBackend(srv.url, "m", model_card=card_dir, tool_images=True)
+    res = crop_on_demand(image(), "What is the code?", backend=be)  # tools on: the card says request_format tool
+    assert res.answer == "808" and res.regions == ["1"]
+    first, second = srv.requests
+    assert first["messages"][0]["content"] == "Use get_crops." and first["tools"][0]["function"]["name"] == "get_crops"
+    assert [m["role"] for m in second["messages"]] == ["system", "user", "assistant", "tool"]
+    tool = second["messages"][3]
+    assert tool["tool_call_id"] == "call_3"
+    assert [p["type"] for p in tool["content"]] == ["image_url", "text"]
+    # without native tools there is no tool turn to keep them in
+    assert not OpenAIBackend(srv.url, "m", tool_images=True, use_tools=False).supports_tool_images
+
+
+def test_cli_ask_with_card_and_tool_images(serve, tmp_path):
+    from typer.testing import CliRunner
+
+    from awares_tool.cli import app
+
+    (tmp_path / "awares.json").write_text(json.dumps({"system_prompt": "Card prompt.", "request_format": "tool"}))
+    image().save(tmp_path / "img.png")
+    call = [{"id": "c1", "type": "function", "function": {"name": "get_crops", "arguments": '{"regions": ["2"]}'}}]
+    srv = serve(ok(reply("", tool_calls=call)), ok(reply("42")))
+    args = ["ask", str(tmp_path / "img.png"), "What is the code?", "--backend", f"openai:{srv.url}#m", "--json"]
+    out = CliRunner().invoke(app, [*args, "--card", str(tmp_path), "--tool-images"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["answer"] == "42"
+    assert srv.requests[0]["messages"][0]["content"] == "Card prompt."
+    assert srv.requests[1]["messages"][-1]["role"] == "tool"
+    wrong = CliRunner().invoke(app, ["ask", str(tmp_path / "img.png"), "q", "--backend", "transformers:x",
+                                     "--tool-images"])
+    assert wrong.exit_code == 2 and "openai" in wrong.output
+
+
+def test_model_card_paths_are_read_or_refused(tmp_path):
+    from awares_tool.backends.base import ModelCard
+
+    (tmp_path / "awares.json").write_text(json.dumps({"crop_set": "grid:3x3", "request_format": "tool"}))
+    assert ModelCard.read(tmp_path).crop_set == "grid:3x3"
+    assert ModelCard.read(tmp_path / "awares.json").request_format == "tool"
+    with pytest.raises(BackendUnavailableError, match="cannot read the model card"):
+        OpenAIBackend("http://127.0.0.1:9/v1", "m", model_card=tmp_path / "nope.json")
+    (tmp_path / "bad.json").write_text('{"request_format": "morse"}')
+    with pytest.raises(BackendUnavailableError, match="not a valid awares.json"):
+        ModelCard.read(tmp_path / "bad.json")
 
 
 def test_concurrency_limit(serve):
@@ -323,3 +378,18 @@ def test_real_server_cli_ask(llama_server, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     res = json.loads(out.stdout)
     assert res["backend"] == f"openai:{url}#tiny-qwen2.5-vl" and res["timings"]
+
+
+@pytest.mark.slow
+def test_real_server_refuses_images_in_tool_messages(llama_server):
+    """Why crops go in a user turn by default: llama-cpp-python's server validates tool content as text."""
+    url, _ = llama_server
+    msgs = [Message.text("user", "Look."),
+            Message(role="assistant", content=[], tool_calls=[{"id": "c", "function": {"name": "get_crops",
+                                                                                       "arguments": {"regions": ["1"]}}}]),
+            Message(role="tool", content=[ImagePart(image=image(64, 64)), TextPart(text="crop 1")], tool_call_id="c")]
+    with OpenAIBackend(url, "tiny-qwen2.5-vl", tool_images=True, max_retries=0) as be:
+        with pytest.raises(BackendError, match="validation error"):
+            be.generate(msgs, GenerationSettings(max_new_tokens=4))
+        be.tool_images = False  # the default: the image moves to a user turn and the server answers
+        assert be.generate(msgs, GenerationSettings(max_new_tokens=4)).usage.prompt_tokens > 0

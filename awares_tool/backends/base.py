@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal, Protocol, Sequence, runtime_checkabl
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..errors import BackendUnavailableError
+
 __all__ = [
     "TextPart",
     "ImagePart",
@@ -160,6 +162,22 @@ class ModelCard(BaseModel):
     training: dict[str, Any] = Field(default_factory=dict)
 
     model_config = ConfigDict(extra="allow")
+
+    @classmethod
+    def read(cls, path: "str | os.PathLike[str]") -> "ModelCard":
+        """The card at ``path`` (``awares.json`` or the folder holding it), for a card the user named.
+
+        Raises:
+            BackendUnavailableError: The file is missing, unreadable or not a valid card.
+        """
+        p = Path(path)
+        file = p / "awares.json" if p.is_dir() else p
+        try:
+            return cls.model_validate_json(file.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise BackendUnavailableError(f"cannot read the model card {file}: {e}") from e
+        except ValueError as e:
+            raise BackendUnavailableError(f"{file} is not a valid awares.json model card: {e}") from e
 
     @classmethod
     def from_folder(cls, folder: "str | os.PathLike[str]") -> "ModelCard | None":

@@ -4,9 +4,13 @@ Speaks ``POST {base_url}/chat/completions`` with httpx. Images travel as ``data:
 of the protocol work: the plain-text ``GET_CROPS: [...]`` reply, and native function calling (the loop's
 ``tools`` are forwarded; the assistant's ``tool_calls`` come back in :attr:`Generation.tool_calls`).
 
-Crops always go in a **user** turn: the OpenAI schema allows only text in ``tool`` messages, and
-llama.cpp's server ignores (or crashes on) images there, so a tool message that carries images is sent as a
-text acknowledgement plus a user message with the images (:func:`move_tool_images`).
+By default crops go in a **user** turn: the OpenAI schema allows only text in ``tool`` messages, and
+llama-cpp-python's server refuses images there (a validation error, HTTP 500), so a tool message that
+carries images is sent as a text acknowledgement plus a user message with the images (:func:`move_tool_images`).
+A model trained with tool calls (``request_format: tool``, e.g. by ``awares-train grpo``, whose tool loop
+returns the crops inside the tool turn) answers best when they stay there: ``tool_images=True`` sends them
+in the tool message, for servers that accept images in any turn (vLLM parses image parts in every role;
+the model's chat template must render them, as Qwen3-VL's and ``awares_train``'s templates do).
 
 Token usage comes from the server's ``usage`` block. Servers do not report visual tokens per image, so
 ``Usage.image_tokens`` stays empty and the loop estimates them from ``token_family`` (its ledger then says
@@ -18,6 +22,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -82,15 +87,17 @@ def _calls_as_text(calls: list[dict[str, Any]]) -> str:
 
 
 def to_openai_messages(
-    messages: Sequence[Message], *, image_format: str = "PNG", native_tools: bool = True
+    messages: Sequence[Message], *, image_format: str = "PNG", native_tools: bool = True,
+    tool_images: bool = False,
 ) -> list[dict[str, Any]]:
     """Our messages as OpenAI chat messages (images as data URIs; tool images moved to a user turn).
 
     With ``native_tools=False`` assistant ``tool_calls`` become ``<tool_call>`` text and tool turns become
-    user turns, for servers that reject the ``tools`` fields.
+    user turns, for servers that reject the ``tools`` fields. With ``tool_images=True`` (and native tools)
+    images stay inside their tool message.
     """
     out: list[dict[str, Any]] = []
-    for m in move_tool_images(messages):
+    for m in messages if tool_images and native_tools else move_tool_images(messages):
         role = m.role
         if role == "tool" and not native_tools:
             role = "user"
@@ -145,7 +152,11 @@ class OpenAIBackend:
         token_family: Family for visual-token estimates (default: guessed from the model name).
         image_format: ``PNG`` (lossless, default) or ``JPEG`` (smaller requests).
         extra_body: Extra JSON fields for every request (e.g. ``{"top_k": 1}`` for vLLM).
-        model_card: The model's ``awares.json`` card if known (servers cannot tell us).
+        model_card: The model's ``awares.json`` card if known (servers cannot tell us): a
+            :class:`ModelCard`, or the path of the card or of the folder holding it.
+        tool_images: Answer a native tool call with the crops inside the tool message instead of a
+            following user turn, for servers that accept images there (vLLM; not llama-cpp-python's server).
+            Use it for models trained with tool calls.
     """
 
     def __init__(
@@ -164,7 +175,8 @@ class OpenAIBackend:
         token_family: str | None = None,
         image_format: str = "PNG",
         extra_body: dict[str, Any] | None = None,
-        model_card: ModelCard | None = None,
+        model_card: ModelCard | str | os.PathLike[str] | None = None,
+        tool_images: bool = False,
     ) -> None:
         httpx = require_extra("httpx", "openai")
         if not base_url.startswith(("http://", "https://")):
@@ -181,12 +193,19 @@ class OpenAIBackend:
         self.use_tools = use_tools
         self.image_format = image_format
         self.extra_body = dict(extra_body or {})
-        self.model_card = model_card
+        self.model_card = model_card if model_card is None or isinstance(model_card, ModelCard) else (
+            ModelCard.read(model_card))
+        self.tool_images = tool_images
         self._family_override = token_family
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s))
         self._slots = threading.Semaphore(concurrency)
         self._model_lock = threading.Lock()
+
+    @property
+    def supports_tool_images(self) -> bool:
+        """Whether the loop may answer a tool call with images in the tool turn (see ``tool_images``)."""
+        return self.tool_images and self.use_tools
 
     # -- identity ----------------------------------------------------------------------------------------
     @property
@@ -236,7 +255,8 @@ class OpenAIBackend:
         native = self.use_tools
         body: dict[str, Any] = {
             "model": self.resolve_model(),
-            "messages": to_openai_messages(messages, image_format=self.image_format, native_tools=native),
+            "messages": to_openai_messages(messages, image_format=self.image_format, native_tools=native,
+                                           tool_images=self.tool_images),
             "max_tokens": settings.max_new_tokens,
             "temperature": settings.temperature,
             "top_p": settings.top_p,
