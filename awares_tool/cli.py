@@ -188,11 +188,12 @@ def ask(
             if not (backend or "").startswith("openai:"):
                 raise typer.BadParameter("--tool-images applies to openai:URL#MODEL backends only")
             options["tool_images"] = True
-        be = resolve_backend(backend, **options)
-        if card is not None:
-            from .backends.base import ModelCard
+        from .backends.base import ModelCard
 
-            be.model_card = ModelCard.read(card)
+        named_card = ModelCard.read(card) if card is not None else None  # a bad path fails before the model loads
+        be = resolve_backend(backend, **options)
+        if named_card is not None:
+            be.model_card = named_card
         res = crop_on_demand(
             image, question, backend=be, mode=mode, crop_set=crop_set, lowres=lowres,  # type: ignore[arg-type]
             max_new_tokens=max_new_tokens,
