@@ -17,10 +17,17 @@ def test_gguf_default_model_matches_transformers_checkpoint():
     pytest.importorskip("transformers")
     from awares_tool.backends.llamacpp import LlamaCppBackend
 
+    from awares_train.data.synthetic import SyntheticConfig, generate_sample
+
     image, questions = demo_assets()
+    cases = [(image, q["question"]) for q in questions]
+    # and the first 12 questions of the reproduction's test split (9 of them need a crop)
+    samples = [generate_sample(i, SyntheticConfig(font_size=28, seed=0), "test") for i in range(12)]
+    cases += [(s.image, s.question) for s in samples]
     with LlamaCppBackend(GGUF / "model.gguf", mmproj=GGUF / "mmproj.gguf", n_threads=2) as gguf:
-        for q in questions:
-            a = crop_on_demand(image, q["question"], backend=gguf)
-            b = crop_on_demand(image, q["question"], backend="default")
-            assert (a.answer, a.regions, a.tokens.spent) == (b.answer, b.regions, b.tokens.spent)
+        for img, question in cases:
+            a = crop_on_demand(img, question, backend=gguf)
+            b = crop_on_demand(img, question, backend="default")
+            assert (a.answer, a.regions, a.tokens.spent) == (b.answer, b.regions, b.tokens.spent), question
             assert a.tokens.source == "backend"
+    assert sum(bool(s.target_regions) for s in samples) == 9
