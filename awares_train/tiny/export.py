@@ -10,7 +10,7 @@ from typing import Any
 
 from awares_train.tiny import CROPS_TURN_TEXT, IMAGE_SIZE, LOWRES_FACTOR, SYSTEM_PROMPT
 
-__all__ = ["model_card", "export_model"]
+__all__ = ["model_card", "export_model", "replace_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,12 @@ def export_model(model: Any, tokenizer: Any, out: Path, metrics: dict[str, Any],
     model.save_pretrained(tmp, safe_serialization=True)
     build_processor(tokenizer).save_pretrained(tmp)
     (tmp / "awares.json").write_text(json.dumps(model_card(metrics, training), indent=2) + "\n")
+    replace_folder(tmp, out)
+    logger.info("exported model to %s", out)
+
+
+def replace_folder(tmp: Path, out: Path) -> None:
+    """Make the finished ``tmp`` folder ``out`` (world-readable), never leaving ``out`` half-written or gone."""
     for f in tmp.iterdir():  # safetensors writes 0600; the package data must be world-readable
         f.chmod(0o644)
     old = out.with_name(out.name + ".old")
@@ -46,4 +52,3 @@ def export_model(model: Any, tokenizer: Any, out: Path, metrics: dict[str, Any],
     tmp.rename(out)
     if old.exists():
         shutil.rmtree(old)
-    logger.info("exported model to %s", out)

@@ -56,6 +56,7 @@ def ship_model(work: Path, out: Path, *, run: str = "grpo", gguf: Path | None = 
         raise FileNotFoundError(f"no evaluation report at {report_path}: run the reproduction's eval stage first")
     settings = json.loads((work / "reproduce.json").read_text())
     from awares_train.data.synthetic import SyntheticConfig
+    from awares_train.tiny.export import replace_folder
 
     data = SyntheticConfig(font_size=settings["test_font"], seed=settings["seed"])
     card = shipped_card(json.loads((src / "awares.json").read_text()), json.loads(report_path.read_text()),
@@ -66,8 +67,7 @@ def ship_model(work: Path, out: Path, *, run: str = "grpo", gguf: Path | None = 
     for name in INFERENCE_FILES:
         shutil.copyfile(src / name, tmp / name)
     (tmp / "awares.json").write_text(json.dumps(card, indent=2) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    replace_folder(tmp, out)
     if gguf is not None:
         from awares_tool.gguf import export_gguf
 
