@@ -63,7 +63,7 @@ def regions(
     as_json: bool = typer.Option(False, "--json", help="Print {name: [left, top, right, bottom]} as JSON."),
 ) -> None:
     """Print the boxes of a crop set for an image size."""
-    from .crops import get_crop_set
+    from awares_tool.crops import get_crop_set
 
     def run() -> None:
         w, h = _parse_size(size)
@@ -88,8 +88,8 @@ def crop(
     fmt: str = typer.Option("png", "--format", help="png or jpg."),
 ) -> None:
     """Write high-resolution crops cut from the original pixels and print their paths."""
-    from .crops import get_crop_set
-    from .images import open_image
+    from awares_tool.crops import get_crop_set
+    from awares_tool.images import open_image
 
     def run() -> None:
         names = _split(regions_) or []
@@ -115,9 +115,9 @@ def show(
     crop_set: str = typer.Option("awares9", "--set", help="Crop set name or file."),
 ) -> None:
     """Draw the crop set (or the chosen regions) over the image."""
-    from .crops import get_crop_set
-    from .images import open_image
-    from .overlay import draw_overlay
+    from awares_tool.crops import get_crop_set
+    from awares_tool.images import open_image
+    from awares_tool.crops.overlay import draw_overlay
 
     def run() -> None:
         src = open_image(image)
@@ -139,11 +139,11 @@ def tokens(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Visual tokens at full resolution, of the low-res view and of each crop, and the RTR of each choice."""
-    from .tokens import token_report
+    from awares_tool.episode.costs import token_report
 
     def run() -> None:
         if Path(image).exists():
-            from .images import open_image
+            from awares_tool.images import open_image
 
             w, h = open_image(image).size
         else:
@@ -180,7 +180,7 @@ def ask(
 ) -> None:
     """Answer a question about an image, fetching high-res crops only where the model asks."""
     from .backends import resolve_backend
-    from .loop import crop_on_demand
+    from awares_tool.episode.loop import crop_on_demand
 
     def run() -> None:
         options: dict[str, Any] = {"mmproj": mmproj} if mmproj else {}
@@ -209,9 +209,9 @@ def ask(
 
 
 def _write_overlay(image: str, res: Any, path: Path) -> None:
-    from .crops import get_crop_set
-    from .images import open_image
-    from .overlay import draw_overlay
+    from awares_tool.crops import get_crop_set
+    from awares_tool.images import open_image
+    from awares_tool.crops.overlay import draw_overlay
 
     src = open_image(image)
     fetched = [r for r in res.regions if r != "all"]

@@ -13,10 +13,10 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from .crops import get_crop_set
+from awares_tool.crops import get_crop_set
 from .errors import BackendUnavailableError, MissingExtraError
-from .images import open_image
-from .overlay import draw_overlay
+from awares_tool.images import open_image
+from awares_tool.crops.overlay import draw_overlay
 
 __all__ = ["run_demo", "demo_assets"]
 
@@ -75,7 +75,7 @@ def _default_gguf_backend(echo: Callable[[str], Any]) -> Any:
 
 def _ask_all(src: Any, questions: list[dict[str, Any]], be: Any, out: Path, suffix: str,
              echo: Callable[[str], Any]) -> list[Any]:
-    from .loop import crop_on_demand
+    from awares_tool.episode.loop import crop_on_demand
 
     results = []
     for i, q in enumerate(questions):
@@ -99,8 +99,8 @@ def _ask_all(src: Any, questions: list[dict[str, Any]], be: Any, out: Path, suff
 
 
 def _crop_engine_demo(src: Any, out: Path, echo: Callable[[str], Any]) -> list[Any]:
-    from .lowres import make_lowres_view, parse_lowres
-    from .tokens import token_report
+    from awares_tool.images.lowres import make_lowres_view, parse_lowres
+    from awares_tool.episode.costs import token_report
 
     cs = get_crop_set("awares9")
     path = out / "demo_crop_set.png"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from awares_tool.adapters import url_policy
+from awares_tool.images import fetch as url_policy
 from awares_tool.adapters.common import AdapterConfig, ImageService, check_public_host, fetch_url
 from awares_tool.backends.scripted import ScriptedBackend
 from awares_tool.errors import (

@@ -20,7 +20,7 @@ from awares_tool.backends.openai import move_tool_images  # noqa: E402
 from awares_tool.backends.scripted import ReplayBackend  # noqa: E402
 from awares_tool.cli import app  # noqa: E402
 from awares_tool.errors import BackendError, BackendTimeoutError, BackendUnavailableError  # noqa: E402
-from awares_tool.loop import crop_on_demand  # noqa: E402
+from awares_tool.episode.loop import crop_on_demand  # noqa: E402
 
 GREEDY = GenerationSettings(max_new_tokens=6)
 

@@ -24,7 +24,7 @@ pytest.importorskip("httpx")
 from awares_tool.backends.base import GenerationSettings, ImagePart, Message, TextPart  # noqa: E402
 from awares_tool.backends.openai import OpenAIBackend, guess_family, to_openai_messages  # noqa: E402
 from awares_tool.errors import BackendError, BackendTimeoutError, BackendUnavailableError  # noqa: E402
-from awares_tool.loop import crop_on_demand  # noqa: E402
+from awares_tool.episode.loop import crop_on_demand  # noqa: E402
 
 
 def reply(text: str = "", tool_calls: list | None = None, usage: dict | None = None) -> dict[str, Any]:

@@ -31,8 +31,8 @@ from awares_tool.backends.hf_processors import load_processor  # noqa: E402
 from awares_tool.backends.transformers import TransformersBackend, _TurnState  # noqa: E402
 from awares_tool.crops import FULL_IMAGE, get_crop_set  # noqa: E402
 from awares_tool.errors import BackendUnavailableError  # noqa: E402
-from awares_tool.loop import crop_on_demand  # noqa: E402
-from awares_tool.result import CropResult  # noqa: E402
+from awares_tool.episode.loop import crop_on_demand  # noqa: E402
+from awares_tool.episode.result import CropResult  # noqa: E402
 from awares_tool.tokens import get_family  # noqa: E402
 from awares_train.testing import build_tiny_vlm, tiny_vlm_path, token_family_overrides  # noqa: E402
 

@@ -26,7 +26,7 @@ import hashlib, json, os
 from pathlib import Path
 from awares_tool.backends.scripted import ScriptedBackend
 from awares_tool.images import open_image
-from awares_tool.lowres import make_lowres_view
+from awares_tool.images.lowres import make_lowres_view
 
 def _key(img):
     return hashlib.sha1(img.tobytes() + repr(img.size).encode()).hexdigest()

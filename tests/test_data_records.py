@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from awares_train.data.adapters import guess_adapter
-from awares_train.data.records import VQARecord, count_rows, load_records
+from awares_train.data.adapters import load_records
+from awares_train.data.records import VQARecord, count_rows
 
 
 def _png(color=(200, 10, 10), size=(32, 24)) -> bytes:

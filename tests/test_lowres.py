@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from awares_tool.errors import TokenCountError
-from awares_tool.lowres import (
+from awares_tool.images.lowres import (
     LongestSidePolicy,
     ScalePolicy,
     TokenBudgetPolicy,
@@ -115,10 +115,10 @@ class FakeFamily:
 
 @pytest.fixture
 def fake_family(monkeypatch):
-    import awares_tool.tokens as tokens
+    import awares_tool.images.lowres as lowres
 
     fam = FakeFamily()
-    monkeypatch.setattr(tokens, "get_family", lambda name: fam)
+    monkeypatch.setattr(lowres, "get_family", lambda name: fam)
     return fam
 
 
@@ -138,7 +138,7 @@ def test_token_budget_keeps_small_images(fake_family):
 @given(w=st.integers(1, 8000), h=st.integers(1, 8000), budget=st.integers(1, 2000))
 @settings(deadline=None)
 def test_token_budget_property(w, h, budget):
-    with mock.patch("awares_tool.tokens.get_family", lambda name: FakeFamily()):
+    with mock.patch("awares_tool.images.lowres.get_family", lambda name: FakeFamily()):
         lw, lh = lowres_size(TokenBudgetPolicy(family="fake", max_tokens=budget), w, h)
     count = FakeFamily().count(lw, lh)
     assert count <= budget
@@ -153,7 +153,7 @@ def test_token_budget_property(w, h, budget):
 
 
 def test_token_budget_impossible(monkeypatch):
-    import awares_tool.tokens as tokens
+    import awares_tool.images.lowres as tokens
 
     class Floor:
         def count(self, width, height):

@@ -7,7 +7,7 @@ from PIL import Image
 
 from awares_tool.crops import get_crop_set
 from awares_tool.errors import UnknownRegionError
-from awares_tool.overlay import HIGHLIGHT_COLOR, draw_overlay, save_overlay
+from awares_tool.crops.overlay import HIGHLIGHT_COLOR, draw_overlay, save_overlay
 
 GREY = (128, 128, 128)
 

@@ -44,3 +44,23 @@ def test_missing_extra_names_the_extra():
         assert isinstance(e, ImportError)
     else:  # pragma: no cover - the import must fail
         raise AssertionError("expected MissingExtraError")
+
+
+def test_old_module_paths_still_import_with_a_deprecation_warning():
+    """0.2 moved modules into crops/, images/, tokens/, episode/; 0.1 imports work for one release."""
+    import importlib
+
+    import pytest
+
+    from awares_tool._moved import MOVED_MODULES
+
+    for old, new in MOVED_MODULES.items():
+        sys.modules.pop(old, None)
+        with pytest.warns(DeprecationWarning, match=new.replace(".", r"\.")):
+            mod = importlib.import_module(old)
+        assert mod is importlib.import_module(new), old
+    with pytest.warns(DeprecationWarning, match="episode.costs"):
+        from awares_tool.tokens import token_report
+    from awares_tool.episode.costs import token_report as moved
+
+    assert token_report is moved

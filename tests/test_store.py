@@ -1,4 +1,4 @@
-"""Tests for awares_tool.store.ImageStore: LRU eviction, the byte bound, content ids, threads."""
+"""Tests for awares_tool.images.store.ImageStore: LRU eviction, the byte bound, content ids, threads."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from PIL import Image
 
 from awares_tool.errors import ImageDecodeError, ImageNotFoundError, ImageTooLargeError
 from awares_tool.images import ImageLimits, open_image
-from awares_tool.store import ImageStore, entry_nbytes
+from awares_tool.images.store import ImageStore, entry_nbytes
 
 
 def _png(color: tuple[int, int, int], size: tuple[int, int] = (10, 10)) -> bytes:

@@ -98,7 +98,7 @@ def test_shipped_model_reaches_its_stated_accuracy(shipped) -> None:
     (70% of these need a crop, 53% of the 200). Greedy decoding on fixed samples: the result is deterministic.
     """
     from awares_tool import crop_on_demand
-    from awares_tool.tokens import token_report
+    from awares_tool.episode.costs import token_report
     from awares_train.data.synthetic import SyntheticConfig, generate_sample
 
     stated = json.loads((AWARES / "awares.json").read_text())["metrics"]["reproduce_eval"]["by_benchmark"]

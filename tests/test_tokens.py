@@ -10,16 +10,15 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from awares_tool.errors import AwaresError, TokenCountError
+from awares_tool.episode.costs import TokenReport, token_report
 from awares_tool.tokens import (
     FAMILY_NAMES,
     GenericFamily,
     QwenFamily,
     TokenFamily,
-    TokenReport,
     count_visual_tokens,
     get_family,
     rtr,
-    token_report,
 )
 
 # transformers' own Qwen2VLImageProcessor defaults, as in the table of shared/notes/ml-stack.md

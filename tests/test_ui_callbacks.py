@@ -15,7 +15,7 @@ from awares_tool.backends.scripted import ScriptedBackend
 from awares_tool.crops import get_crop_set
 from awares_tool.errors import BackendError, BackendUnavailableError
 from awares_tool.images import ImageLimits
-from awares_tool.overlay import HIGHLIGHT_COLOR
+from awares_tool.crops.overlay import HIGHLIGHT_COLOR
 from awares_tool.ui import callbacks as cb
 from awares_tool.ui.callbacks import DEFAULT_CHOICE, BackendPool, ask, backend_hint, check_upload, compare
 

@@ -7,7 +7,7 @@ file under an allow-listed root, or, only when enabled, a public http(s) URL) an
 byte and crop-count limits; each adapter only converts its results to its framework's messages.
 The argument types (:data:`ImageRef`, :data:`RegionNames`, :data:`Question`) and the result models
 are declared once, in :mod:`awares_tool.adapters.schemas`, so both adapters publish the same schemas;
-the download policy for URLs is :mod:`awares_tool.adapters.url_policy`. Both are re-exported here,
+the download policy for URLs is :mod:`awares_tool.images.fetch`. Both are re-exported here,
 so an adapter imports everything it needs from this module.
 """
 
@@ -41,7 +41,7 @@ from awares_tool.adapters.schemas import (
     ViewResult,
 )
 from awares_tool.adapters.schemas import Size  # noqa: F401  (re-exported)
-from awares_tool.adapters.url_policy import _short, check_public_host, fetch_url
+from awares_tool.images.fetch import _short, check_public_host, fetch_url
 from awares_tool.crops import CropSet, get_crop_set
 from awares_tool.errors import (
     AwaresError,
@@ -52,9 +52,9 @@ from awares_tool.errors import (
     UnknownRegionError,
 )
 from awares_tool.images import ImageLimits, SourceImage, encode_image, open_image
-from awares_tool.lowres import cap_pixels, make_lowres_view, parse_lowres
+from awares_tool.images.lowres import cap_pixels, make_lowres_view, parse_lowres
 from awares_tool.protocol import tool_description
-from awares_tool.store import ImageStore
+from awares_tool.images.store import ImageStore
 
 __all__ = [
     "AdapterConfig", "ImageService", "ImageRef", "RegionNames", "Question",
@@ -259,8 +259,8 @@ class ImageService:
         return CropsOutput(result, images)
 
     def ask(self, ref: str, question: str) -> AskResult:
-        """Answer ``question`` with :func:`~awares_tool.loop.crop_on_demand` on the configured backend."""
-        from awares_tool.loop import crop_on_demand
+        """Answer ``question`` with :func:`~awares_tool.episode.loop.crop_on_demand` on the configured backend."""
+        from awares_tool.episode.loop import crop_on_demand
 
         if not isinstance(question, str) or not question.strip():
             raise MalformedRequestError("`question` must be a non-empty string")

@@ -36,7 +36,7 @@ from awares_tool.adapters.common import (
     ViewImageInput,
 )
 from awares_tool.errors import AwaresError, require_extra
-from awares_tool.store import ImageStore
+from awares_tool.images.store import ImageStore
 
 require_extra("langchain_core", "langchain", package="langchain-core")
 

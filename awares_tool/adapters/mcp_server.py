@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     # on stdio, anything written to stdout would corrupt the protocol stream.
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from awares_tool.store import ImageStore
+    from awares_tool.images.store import ImageStore
 
     try:
         limits = ImageLimits(max_pixels=args.max_pixels, max_bytes=int(args.max_mb * 1024 * 1024),

@@ -1,6 +1,6 @@
 """The one interface every model backend implements.
 
-The crop loop (:mod:`awares_tool.loop`) talks to models only through :class:`VLMBackend`: a chat call with
+The crop loop (:mod:`awares_tool.episode.loop`) talks to models only through :class:`VLMBackend`: a chat call with
 interleaved text and images, generation settings, and token usage back. Backends know nothing about crops
 (they just see images in messages); the loop knows nothing about a backend's internals (it only passes back
 the opaque ``state`` a backend returned, so a backend can reuse its KV cache for the next turn).

@@ -29,7 +29,7 @@ import time
 from typing import Any, Sequence
 
 from ..errors import BackendError, BackendTimeoutError, BackendUnavailableError, require_extra
-from ..images import to_data_uri
+from awares_tool.images import to_data_uri
 from .base import Generation, GenerationSettings, ImagePart, Message, ModelCard, TextPart, Timings, Usage
 
 __all__ = ["OpenAIBackend", "to_openai_messages", "move_tool_images", "guess_family"]
@@ -223,7 +223,7 @@ class OpenAIBackend:
             raise BackendError(
                 f"cannot estimate visual tokens for model {self.model!r}: pass token_family= to OpenAIBackend"
             )
-        from ..tokens import get_family
+        from awares_tool.tokens import get_family
 
         return get_family(family).count(width, height)
 

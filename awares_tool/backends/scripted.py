@@ -101,7 +101,7 @@ class ScriptedBackend:
     def _count_images(self, messages: Sequence[Message]) -> list[int]:
         if not self.token_family:
             return []
-        from ..tokens import count_visual_tokens
+        from awares_tool.tokens import count_visual_tokens
 
         return [count_visual_tokens(img, self.token_family) for m in messages for img in m.images]
 
@@ -144,7 +144,7 @@ class ReplayBackend:
             return int(counter(width, height))
         if not self.token_family:
             raise BackendError(f"{self.name} cannot count visual tokens (no token family)")
-        from ..tokens import get_family
+        from awares_tool.tokens import get_family
 
         return get_family(self.token_family).count(width, height)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import require_extra
-from ..images import ImageLimits
+from awares_tool.images import ImageLimits
 from .callbacks import (
     EXAMPLES_DIR,
     MODEL_DEFAULT,

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from ..backends import DEFAULT_MODEL_NAME, default_model_path, resolve_backend
 from ..backends.base import GenerationSettings, VLMBackend
-from ..crops import FULL_IMAGE, get_crop_set
+from awares_tool.crops import FULL_IMAGE, get_crop_set
 from ..demo import demo_assets
 from ..errors import (
     AwaresError,
@@ -33,11 +33,11 @@ from ..errors import (
     ImageError,
     MissingExtraError,
 )
-from ..images import ImageLimits, SourceImage, open_image
-from ..loop import crop_on_demand
-from ..lowres import make_lowres_view
-from ..overlay import draw_overlay
-from ..result import CropResult
+from awares_tool.images import ImageLimits, SourceImage, open_image
+from awares_tool.episode.loop import crop_on_demand
+from awares_tool.images.lowres import make_lowres_view
+from awares_tool.crops.overlay import draw_overlay
+from awares_tool.episode.result import CropResult
 from .render import answer_markdown, comparison_markdown, ledger_markdown, timings_markdown
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Text the web demo shows for a :class:`~awares_tool.result.CropResult`: answer, token ledger, timings.
+"""Text the web demo shows for a :class:`~awares_tool.episode.result.CropResult`: answer, token ledger, timings.
 
 Plain Markdown built from the result alone, so the page, the tests and a log line all read the same words.
 """
@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..crops import FULL_IMAGE, get_crop_set
+from awares_tool.crops import FULL_IMAGE, get_crop_set
 from ..errors import AwaresError, CropSetError
-from ..result import CropResult
+from awares_tool.episode.result import CropResult
 
 __all__ = ["answer_markdown", "ledger_markdown", "timings_markdown", "comparison_markdown", "region_labels"]
 

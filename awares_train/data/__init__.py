@@ -22,7 +22,8 @@ from awares_train.data.grounding import (
     map_box_to_regions,
 )
 from awares_train.data.judges import EmbeddingJudge, Judge, Judgement, LLMJudge, MetricJudge, get_judge, label_for
-from awares_train.data.records import VQARecord, load_records, read_rows
+from awares_train.data.adapters import load_records
+from awares_train.data.records import VQARecord, read_rows
 
 __all__ = [
     "BuildConfig",

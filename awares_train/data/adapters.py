@@ -25,15 +25,18 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from awares_train.data.records import VQARecord
+from awares_train.data.records import VQARecord, read_rows
 
-__all__ = ["ADAPTERS", "Adapter", "get_adapter", "guess_adapter", "image_fields"]
+__all__ = ["ADAPTERS", "Adapter", "get_adapter", "guess_adapter", "image_fields", "load_records"]
+
+logger = logging.getLogger(__name__)
 
 Adapter = Callable[..., VQARecord]
 
@@ -225,3 +228,44 @@ def guess_adapter(row: dict[str, Any]) -> str:
     if {"needs_crop", "kind", "target_regions"} <= keys:
         return "synthetic"
     return "generic"
+
+
+def load_records(
+    path: str | Path,
+    *,
+    adapter: str = "auto",
+    split: str | None = None,
+    image_root: str | Path | None = None,
+    limit: int | None = None,
+    on_error: Literal["raise", "skip"] = "raise",
+) -> Iterator[VQARecord]:
+    """Load a local data set as :class:`VQARecord` objects, lazily.
+
+    Args:
+        path: See :func:`read_rows`.
+        adapter: ``auto`` (guess from the columns), ``generic``, ``synthetic``, ``chartqa``,
+            ``docvqa``, ``infovqa``, ``textvqa`` or ``awares``.
+        split: Split to read from a ``DatasetDict`` or sharded parquet folder.
+        image_root: Folder that relative image paths are relative to (default: the data file's
+            folder).
+        limit: Stop after this many records.
+        on_error: A row the adapter cannot read (missing column, bad value): ``raise`` a
+            ``ValueError`` naming the row, or ``skip`` it with a logged warning.
+    """
+    p = Path(path)
+    root = Path(image_root) if image_root is not None else (p if p.is_dir() else p.parent)
+    fn = None if adapter == "auto" else get_adapter(adapter)
+    for i, row in enumerate(read_rows(p, split=split)):
+        if limit is not None and i >= limit:
+            return
+        if fn is None:
+            name = guess_adapter(row)
+            logger.info("data adapter for %s: %s", p, name)
+            fn = get_adapter(name)
+        try:
+            yield fn(row, index=i, image_root=root)
+        except (KeyError, TypeError, ValueError) as e:  # pydantic's ValidationError is a ValueError
+            msg = f"{p} row {i} cannot be read as a VQA record ({type(e).__name__}: {e}); fix the row or pick --adapter"
+            if on_error == "raise":
+                raise ValueError(msg) from e
+            logger.warning("skipped: %s", msg)

@@ -1,20 +1,21 @@
 """Answer a question twice: from the low-res view and from the full image.
 
-Both answers go through :func:`awares_tool.loop.crop_on_demand` in its ``lowres`` and ``fullres``
+Both answers go through :func:`awares_tool.episode.loop.crop_on_demand` in its ``lowres`` and ``fullres``
 baseline modes, so the views are exactly those of evaluation (same low-res policy, same capping).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from pydantic import BaseModel
 
 from awares_tool.backends.base import GenerationSettings
 from awares_tool.errors import BackendError
-from awares_tool.loop import crop_on_demand
+from awares_tool.episode.loop import crop_on_demand
 
-__all__ = ["TwoAnswers", "answer_twice"]
+__all__ = ["TwoAnswers", "answer_twice", "load_backend"]
 
 
 class TwoAnswers(BaseModel):
@@ -51,3 +52,22 @@ def answer_twice(image: Any, question: str, *, backend: Any, crop_set: Any = Non
             raise BackendError(f"the backend gave no {name} answer to {question[:80]!r}: {res.answer[:80]!r}")
     return TwoAnswers(lowres=low.answer.strip(), fullres=full.answer.strip(), lowres_size=low.first_view_size,
                       image_size=low.image_size)
+
+
+def load_backend(spec: Any) -> Any:
+    """A backend from a spec: ``py:MODULE:ATTR`` (an object, or a factory called with no arguments)
+    for custom and scripted backends, else anything :func:`awares_tool.backends.resolve_backend` takes.
+    """
+    from awares_tool.backends import resolve_backend
+
+    if isinstance(spec, str) and spec.startswith("py:"):
+        module, _, attr = spec[3:].partition(":")
+        if not module or not attr:
+            raise ValueError(f"backend spec {spec!r} must be py:MODULE:ATTR")
+        obj = getattr(importlib.import_module(module), attr)
+        if callable(obj) and not callable(getattr(obj, "generate", None)):
+            obj = obj()
+        elif isinstance(obj, type):
+            obj = obj()
+        return resolve_backend(obj)
+    return resolve_backend(None if spec in (None, "default") else spec)

@@ -23,13 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from awares_tool.backends.base import GenerationSettings
 from awares_tool.crops import CropSet, get_crop_set
 from awares_tool.images import open_image
-from awares_tool.lowres import make_lowres_view, parse_lowres
+from awares_tool.images.lowres import make_lowres_view, parse_lowres
 from awares_tool.protocol import build_system_prompt, crops_turn_text, example_request
-from awares_train.data.answering import answer_twice
+from awares_train.data.answering import answer_twice, load_backend
 from awares_train.data.format import Trajectory, build_messages, copy_or_save, safe_name, save_png, target_rtr
 from awares_train.data.grounding import Grounder, get_grounder, map_box_to_regions
 from awares_train.data.judges import Judge, get_judge, label_for
-from awares_train.data.records import VQARecord, count_rows, load_records
+from awares_train.data.adapters import load_records
+from awares_train.data.records import VQARecord, count_rows
 from awares_train.data.stats import write_stats
 from awares_train.data.store import RunStore
 
@@ -219,8 +220,6 @@ def build_dataset(cfg: BuildConfig, *, backend: Any = None, judge: Judge | None 
         judge: A judge object instead of ``cfg.judge``.
         grounder: A grounder object instead of ``cfg.grounding``.
     """
-    from awares_train.data.cli import load_backend
-
     be = backend if backend is not None else load_backend(cfg.backend)
     jd = judge if judge is not None else get_judge(cfg.judge, seed=cfg.seed, threshold=cfg.judge_threshold,
                                                    tie_margin=cfg.tie_margin)

@@ -13,26 +13,9 @@ from typing import Any, Optional
 
 import typer
 
-__all__ = ["build_data", "load_backend"]
+from awares_train.data.answering import load_backend
 
-
-def load_backend(spec: Any) -> Any:
-    """A backend from a spec: ``py:MODULE:ATTR`` (an object, or a factory called with no arguments)
-    for custom and scripted backends, else anything :func:`awares_tool.backends.resolve_backend` takes.
-    """
-    from awares_tool.backends import resolve_backend
-
-    if isinstance(spec, str) and spec.startswith("py:"):
-        module, _, attr = spec[3:].partition(":")
-        if not module or not attr:
-            raise ValueError(f"backend spec {spec!r} must be py:MODULE:ATTR")
-        obj = getattr(importlib.import_module(module), attr)
-        if callable(obj) and not callable(getattr(obj, "generate", None)):
-            obj = obj()
-        elif isinstance(obj, type):
-            obj = obj()
-        return resolve_backend(obj)
-    return resolve_backend(None if spec in (None, "default") else spec)
+__all__ = ["build_data", "load_backend"]  # load_backend: re-exported from .answering
 
 
 def build_data(

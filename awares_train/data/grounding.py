@@ -190,7 +190,7 @@ class VLMGrounder:
 
     def ground(self, record: VQARecord, image: SourceImage, answer: str) -> Grounding | None:
         from awares_tool.backends.base import GenerationSettings, ImagePart, Message, TextPart
-        from awares_tool.lowres import cap_pixels
+        from awares_tool.images.lowres import cap_pixels
 
         full = image.image
         sent = cap_pixels(full, max_pixels=self.max_pixels) if self.max_pixels else full

@@ -17,11 +17,11 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["VQARecord", "read_rows", "load_records", "detect_format", "count_rows"]
+__all__ = ["VQARecord", "read_rows", "detect_format", "count_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -193,46 +193,3 @@ def count_rows(path: str | Path, *, split: str | None = None) -> int | None:
     except (OSError, ValueError, ImportError):
         return None
     return None
-
-
-def load_records(
-    path: str | Path,
-    *,
-    adapter: str = "auto",
-    split: str | None = None,
-    image_root: str | Path | None = None,
-    limit: int | None = None,
-    on_error: Literal["raise", "skip"] = "raise",
-) -> Iterator[VQARecord]:
-    """Load a local data set as :class:`VQARecord` objects, lazily.
-
-    Args:
-        path: See :func:`read_rows`.
-        adapter: ``auto`` (guess from the columns), ``generic``, ``synthetic``, ``chartqa``,
-            ``docvqa``, ``infovqa``, ``textvqa`` or ``awares``.
-        split: Split to read from a ``DatasetDict`` or sharded parquet folder.
-        image_root: Folder that relative image paths are relative to (default: the data file's
-            folder).
-        limit: Stop after this many records.
-        on_error: A row the adapter cannot read (missing column, bad value): ``raise`` a
-            ``ValueError`` naming the row, or ``skip`` it with a logged warning.
-    """
-    from awares_train.data.adapters import get_adapter, guess_adapter
-
-    p = Path(path)
-    root = Path(image_root) if image_root is not None else (p if p.is_dir() else p.parent)
-    fn = None if adapter == "auto" else get_adapter(adapter)
-    for i, row in enumerate(read_rows(p, split=split)):
-        if limit is not None and i >= limit:
-            return
-        if fn is None:
-            name = guess_adapter(row)
-            logger.info("data adapter for %s: %s", p, name)
-            fn = get_adapter(name)
-        try:
-            yield fn(row, index=i, image_root=root)
-        except (KeyError, TypeError, ValueError) as e:  # pydantic's ValidationError is a ValueError
-            msg = f"{p} row {i} cannot be read as a VQA record ({type(e).__name__}: {e}); fix the row or pick --adapter"
-            if on_error == "raise":
-                raise ValueError(msg) from e
-            logger.warning("skipped: %s", msg)

@@ -19,7 +19,7 @@ def oracle_rtr(records_path: Path, family: str = "qwen2.5-vl", crop_set: str = "
                lowres: Any = None) -> float:
     """Mean RTR when every test question gets exactly its target crops (no crop where none is needed)."""
     from awares_tool.crops import get_crop_set
-    from awares_tool.lowres import lowres_size, parse_lowres
+    from awares_tool.images.lowres import lowres_size, parse_lowres
     from awares_train.data.format import target_rtr
 
     cs, policy = get_crop_set(crop_set), parse_lowres(lowres)

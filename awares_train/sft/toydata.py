@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from awares_tool.crops import get_crop_set
-from awares_tool.lowres import make_lowres_view, parse_lowres
+from awares_tool.images.lowres import make_lowres_view, parse_lowres
 from awares_tool.protocol import build_system_prompt, crops_turn_text, example_request
 
 __all__ = ["write_toy_trajectories"]
@@ -29,7 +29,7 @@ def write_toy_trajectories(out_dir: str | Path, n: int, *, size: int = 224, crop
         crop_share: Share of records that need a crop.
         split: Generator split (``train``/``val``/``test``), for disjoint held-out data.
         seed: Generator seed.
-        lowres: Low-res policy (:func:`awares_tool.lowres.parse_lowres`).
+        lowres: Low-res policy (:func:`awares_tool.images.lowres.parse_lowres`).
         prompt_style: System prompt style (``compact`` keeps tiny-model sequences short).
 
     Returns:

@@ -28,7 +28,7 @@ EVAL_FIELDS = ("n", "accuracy", "mean_rtr", "crops_per_sample", "no_crop_share",
 def shipped_card(card: dict[str, Any], report: dict[str, Any], settings: dict[str, Any], run: str,
                  image_size: list[int]) -> dict[str, Any]:
     """The trained run's card with an explicit low-res policy, the test figures and where it came from."""
-    from awares_tool.lowres import parse_lowres
+    from awares_tool.images.lowres import parse_lowres
 
     card = dict(card)
     card["lowres"] = parse_lowres(card.get("lowres")).model_dump()

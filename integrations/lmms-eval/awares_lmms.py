@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from awares_tool.backends.base import GenerationSettings
 from awares_tool.errors import AwaresError
-from awares_tool.result import CropResult, Mode
+from awares_tool.episode.result import CropResult, Mode
 
 __all__ = ["AwaresEvalConfig", "SampleRecord", "AwaresEvalRunner", "AwaresLMMS", "main"]
 
@@ -148,7 +148,7 @@ class AwaresEvalRunner:
         sample gets an empty answer (scored wrong) and its error is recorded. A document without an
         image is a task that does not fit AwaRes and raises ``ValueError``.
         """
-        from awares_tool.loop import crop_on_demand
+        from awares_tool.episode.loop import crop_on_demand
 
         cfg = self.config
         items = [v for v in (visuals if isinstance(visuals, (list, tuple)) else [visuals]) if v is not None]

@@ -1,10 +1,10 @@
 """Image sources: turn a path, bytes, base64 text, data URI, URL, PIL image or numpy array into a
-:class:`~awares_tool.images.SourceImage`.
+:class:`~awares_tool.images.source.SourceImage`.
 
 One parser per kind of source, all reading only the header (size, format, EXIF orientation) and
-checking :class:`~awares_tool.images.ImageLimits` before anything is decoded. A string is the one
+checking :class:`~awares_tool.images.limits.ImageLimits` before anything is decoded. A string is the one
 ambiguous input: it may be a path, a URL, a data URI or bare base64, and :func:`_from_str` decides
-which. :func:`awares_tool.images.open_image` is the public entry point that dispatches here.
+which. :func:`awares_tool.images.open.open_image` is the public entry point that dispatches here.
 """
 
 from __future__ import annotations
@@ -31,18 +31,16 @@ from awares_tool.errors import (
     ImageNotFoundError,
     ImageSourceError,
 )
-from awares_tool.images import (
+from awares_tool.images.convert import _ORIENTATION_TAG, _SWAPPING_ORIENTATIONS, to_rgb
+from awares_tool.images.limits import (
     _DECODE_ERRORS,
-    _ORIENTATION_TAG,
-    _SWAPPING_ORIENTATIONS,
     ImageLimits,
-    SourceImage,
     _check_bytes,
     _check_pixels,
     _pillow_guard,
     _short,
-    to_rgb,
 )
+from awares_tool.images.source import SourceImage
 
 # File signatures used to tell a base64 image string from a missing path made of base64 letters.
 _MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF", b"\x00\x00\x01\x00",

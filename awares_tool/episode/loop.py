@@ -16,13 +16,13 @@ from typing import Any, Iterable, Literal, Sequence
 
 from PIL import Image
 
-from .backends import resolve_backend
-from .backends.base import Generation, GenerationSettings, ImagePart, Message, ModelCard, TextPart, VLMBackend
-from .crops import FULL_IMAGE, CropSet, get_crop_set
-from .errors import AwaresError, MalformedRequestError
-from .images import ImageLimits, ImageSource, SourceImage, open_image
-from .lowres import cap_pixels, make_lowres_view, parse_lowres
-from .protocol import (
+from awares_tool.backends import resolve_backend
+from awares_tool.backends.base import Generation, GenerationSettings, ImagePart, Message, ModelCard, TextPart, VLMBackend
+from awares_tool.crops import FULL_IMAGE, CropSet, get_crop_set
+from awares_tool.errors import AwaresError, MalformedRequestError
+from awares_tool.images import ImageLimits, ImageSource, SourceImage, open_image
+from awares_tool.images.lowres import cap_pixels, make_lowres_view, parse_lowres
+from awares_tool.protocol import (
     FORCE_ANSWER_TEXT,
     CropRequest,
     FinalAnswer,
@@ -31,7 +31,7 @@ from .protocol import (
     get_crops_tool,
     parse_reply,
 )
-from .result import CropResult, CropRound, Mode, TokenLedger, TurnTiming
+from awares_tool.episode.result import CropResult, CropRound, Mode, TokenLedger, TurnTiming
 
 __all__ = ["crop_on_demand", "acrop_on_demand", "crop_on_demand_batch"]
 
@@ -300,7 +300,7 @@ def _count(be: Any, width: int, height: int) -> int | None:
             return int(counter(width, height))
         family = getattr(be, "token_family", None)
         if family:
-            from .tokens import get_family
+            from awares_tool.tokens import get_family
 
             return get_family(family).count(width, height)
     except AwaresError as e:

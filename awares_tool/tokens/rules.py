@@ -4,8 +4,7 @@ Token counts depend on the size a processor resizes an image to, and that rule d
 These are line-for-line copies of **transformers 5.24.0** (each names the function it mirrors), so
 that :mod:`awares_tool.tokens` can count tokens without torch or transformers;
 ``tests/test_tokens_vs_processors.py`` checks the results against the real processors. Like
-transformers, they take and return sizes as ``(height, width)``. Re-exported by
-:mod:`awares_tool.tokens`.
+transformers, they take and return sizes as ``(height, width)``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A tool call comes from a model that is not trusted, and a URL in it could point at the machine's own
 network (cloud metadata, an internal service). So downloads are off unless enabled, and then every
 host is checked before the request and every connection, redirects included, after it connects,
-against the address it actually reached. Re-exported by :mod:`awares_tool.adapters.common`.
+against the address it actually reached. The one fetcher of the package: :func:`awares_tool.images.open_image` and the adapters both use it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import urllib.request
 from typing import Any
 
 from awares_tool.errors import AwaresError, ImageSourceError
-from awares_tool.images import ImageLimits
+from awares_tool.images.limits import ImageLimits
 
 __all__ = ["fetch_url", "check_public_host"]
 

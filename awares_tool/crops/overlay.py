@@ -15,7 +15,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from awares_tool.crops import FULL_IMAGE, CropSet, get_crop_set
+from awares_tool.crops.base import FULL_IMAGE, CropSet
+from awares_tool.crops.registry import get_crop_set
 
 __all__ = ["draw_overlay", "save_overlay", "HIGHLIGHT_COLOR", "PALETTE"]
 

@@ -1,18 +1,8 @@
-"""Visual-token accounting for common VLM families, without loading a model.
+"""The token families: how each VLM family turns an image of a given size into visual tokens.
 
-RTR (retained token ratio) is the cost metric of AwaRes: the visual tokens a model actually
-processed (low-res view plus every crop it fetched) over the tokens of the full image at native
-resolution. Counting those tokens must not need torch, transformers or the model, so this module
-re-implements each family's resize rule in plain Python. Every rule mirrors the code of
-**transformers 5.24.0**; the function mirrored is named in a comment next to each copy, and
-``tests/test_tokens_vs_processors.py`` checks the counts against the real processors.
-
-All public functions take sizes as ``(width, height)``, as PIL does; transformers works in
-``(height, width)``, so the mirrored helpers swap at the boundary.
-
-The mirrored resize rules themselves (``smart_resize``, ``select_best_resolution``, the Idefics3
-tiling helpers) live in :mod:`awares_tool.token_rules`; this module holds the families built on them,
-the registry and the RTR report. The rules are re-exported here.
+Each family re-implements its processor's resize rule in plain Python (the rules mirrored from
+transformers live in :mod:`awares_tool.tokens.rules`); this module holds the families and the registry.
+All sizes are ``(width, height)``, as PIL takes them.
 """
 
 from __future__ import annotations
@@ -25,10 +15,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
-
 from awares_tool.errors import TokenCountError
-from awares_tool.token_rules import (
+from awares_tool.tokens.rules import (
     _IDEFICS_MAX_IMAGE_SIZE,
     _rescale_to_max_len,
     _resize_for_vision_encoder,
@@ -45,11 +33,9 @@ __all__ = [
     "LlavaNextFamily",
     "QwenFamily",
     "TokenFamily",
-    "TokenReport",
     "count_visual_tokens",
     "get_family",
     "rtr",
-    "token_report",
 ]
 
 logger = logging.getLogger(__name__)
@@ -349,59 +335,3 @@ def rtr(spent_tokens: int, full_tokens: int) -> float:
     if spent_tokens < 0:
         raise ValueError(f"spent_tokens must be >= 0, got {spent_tokens}")
     return spent_tokens / full_tokens
-
-
-class TokenReport(BaseModel):
-    """Visual tokens of an image at full resolution, as the low-res view and per crop, with RTRs."""
-
-    model_config = ConfigDict(frozen=True)
-
-    family: str
-    image_size: tuple[int, int]
-    full: int
-    lowres_size: tuple[int, int]
-    lowres: int
-    crops: dict[str, int]
-    rtr_lowres: float
-    rtr_with_crop: dict[str, float]  # (lowres + that crop) / full
-
-
-def token_report(
-    width: int,
-    height: int,
-    family: str | TokenFamily,
-    *,
-    crop_set: Any = "awares9",
-    lowres: Any = None,
-) -> TokenReport:
-    """Token costs of every choice the model can make for one image (powers ``awares tokens``).
-
-    Args:
-        width: Image width in pixels.
-        height: Image height in pixels.
-        family: Family name or instance.
-        crop_set: A crop-set name/spec for ``awares_tool.crops.get_crop_set`` or a crop-set object.
-        lowres: A low-res policy or spec for ``awares_tool.lowres.parse_lowres``; ``None`` means
-            that module's default (the official halving).
-    """
-    from awares_tool.crops import get_crop_set
-    from awares_tool.lowres import lowres_size, parse_lowres
-
-    fam = _resolve(family)
-    _check_size(width, height)
-    cs = get_crop_set(crop_set)
-    policy = parse_lowres(lowres)
-    full = fam.count(width, height)
-    lw, lh = lowres_size(policy, width, height)
-    low = fam.count(lw, lh)
-    crops = {name: fam.count(x1 - x0, y1 - y0) for name, (x0, y0, x1, y1) in cs.boxes(width, height).items()}
-    return TokenReport(
-        family=fam.name,
-        image_size=(width, height),
-        full=full,
-        lowres_size=(lw, lh),
-        lowres=low,
-        crops=crops,
-        rtr_lowres=rtr(low, full),
-        rtr_with_crop={name: rtr(low + n, full) for name, n in crops.items()},
-    )

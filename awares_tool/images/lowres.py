@@ -17,7 +17,8 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from awares_tool.errors import TokenCountError
-from awares_tool.images import to_rgb
+from awares_tool.images.convert import to_rgb
+from awares_tool.tokens import get_family
 
 __all__ = [
     "ScalePolicy",
@@ -137,8 +138,6 @@ def _scaled(width: int, height: int, longest: int) -> tuple[int, int]:
 
 
 def _token_budget_size(policy: TokenBudgetPolicy, width: int, height: int) -> tuple[int, int]:
-    from awares_tool.tokens import get_family  # sibling module; imported late to keep modules decoupled
-
     family: _TokenFamily = get_family(policy.family)
     if family.count(width, height) <= policy.max_tokens:
         return width, height

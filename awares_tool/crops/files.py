@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from awares_tool.crops import _EPS, _FULL_DESCRIPTION, FULL_IMAGE, Box, CropSet, Region
+from awares_tool.crops.base import _EPS, _FULL_DESCRIPTION, FULL_IMAGE, Box, CropSet, Region
 from awares_tool.errors import CropSetError
 
 __all__ = ["RegionSpec", "CropSetFile", "NormalizedCropSet", "load_crop_set"]

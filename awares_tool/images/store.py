@@ -13,7 +13,9 @@ import threading
 from collections import OrderedDict
 
 from awares_tool.errors import ImageNotFoundError, ImageTooLargeError
-from awares_tool.images import ImageLimits, ImageSource, SourceImage, open_image
+from awares_tool.images.limits import ImageLimits
+from awares_tool.images.open import ImageSource, open_image
+from awares_tool.images.source import SourceImage
 
 __all__ = ["ImageStore", "entry_nbytes"]
 

@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
-from awares_tool.crops import _EPS, FULL_IMAGE, Box, CropSet
+from awares_tool.crops.base import _EPS, FULL_IMAGE, Box, CropSet
 from awares_tool.errors import CropSetError
 
 __all__ = ["iou", "coverage", "snap_box", "regions_for_box"]
