@@ -154,6 +154,9 @@ def tokens(
             return
         typer.echo(f"image {w}x{h}, family {rep.family}")
         typer.echo(f"  full resolution      {rep.full:>7} tokens  RTR 1.000")
+        if rep.full_native != rep.full:
+            typer.echo(f"  (native resolution   {rep.full_native:>7} tokens: above the model's pixel cap, which "
+                       "downscales the full view; RTRs here are against the capped view)")
         typer.echo(f"  low-res view {rep.lowres_size[0]}x{rep.lowres_size[1]:<6} {rep.lowres:>7} tokens  RTR {rep.rtr_lowres:.3f}")
         for name, n in rep.crops.items():
             typer.echo(f"  + crop {name:<14} {n:>7} tokens  RTR {rep.rtr_with_crop[name]:.3f}")

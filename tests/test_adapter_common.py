@@ -142,7 +142,7 @@ def test_limits(service: ImageService) -> None:
         service.view("big.png")
     with pytest.raises(TooManyCropsError, match="1000 regions requested, but at most 4"):
         service.crops("quad.png", [f"r{i}" for i in range(1000)])
-    with pytest.raises(UnknownRegionError, match="unknown region 'nine'.*valid regions: '0'"):
+    with pytest.raises(UnknownRegionError, match="unknown region.*'nine'.*valid regions: '0'"):
         service.crops("quad.png", ["nine"])
     for garbage in ([], "3", [3], None):
         with pytest.raises(MalformedRequestError, match="non-empty list of region names"):

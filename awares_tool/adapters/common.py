@@ -43,16 +43,15 @@ from awares_tool.adapters.schemas import (
 from awares_tool.adapters.schemas import Size  # noqa: F401  (re-exported)
 from awares_tool.images.fetch import _short, check_public_host, fetch_url
 from awares_tool.crops import CropSet, get_crop_set
+from awares_tool.episode.episode import CropEpisode, tool_request
 from awares_tool.errors import (
     AwaresError,
     ImageNotFoundError,
     ImageSourceError,
     MalformedRequestError,
-    TooManyCropsError,
-    UnknownRegionError,
 )
 from awares_tool.images import ImageLimits, SourceImage, encode_image, open_image
-from awares_tool.images.lowres import cap_pixels, make_lowres_view, parse_lowres
+from awares_tool.images.lowres import parse_lowres
 from awares_tool.protocol import tool_description
 from awares_tool.images.store import ImageStore
 
@@ -219,7 +218,7 @@ class ImageService:
     def view(self, ref: str) -> ViewOutput:
         """Open ``ref`` and return its low-res view (the model's cheap first look) and its id."""
         src = self.resolve(ref)
-        view = self._fit(make_lowres_view(src, self._lowres))
+        view = self._episode(src).first_view()
         result = ViewResult(
             image_id=src.id, image_size=src.size, view_size=view.size,
             view_tokens=self._tokens(*view.size), full_tokens=self._tokens(*src.size),
@@ -232,19 +231,19 @@ class ImageService:
     def crops(self, ref: str, regions: list[str]) -> CropsOutput:
         """Cut the named regions of ``ref`` from the original pixels.
 
+        The request is checked before the image is opened, so a bad one costs no decode or download.
+
         Raises:
             MalformedRequestError: ``regions`` is not a non-empty list of strings.
             TooManyCropsError: More than ``max_crops`` distinct regions.
             UnknownRegionError: A name the crop set does not have (the message lists the valid ones).
         """
-        names = self._check_regions(regions)
+        request = tool_request(regions, self.crop_set, self.config.max_crops)
         src = self.resolve(ref)
-        w, h = src.size
+        turn = self._episode(src).fetch(request)
         infos: list[CropInfo] = []
         images: list[EncodedImage] = []
-        for name in names:
-            box = self.crop_set.box(name, w, h)
-            crop = self._fit(src.crop(box))
+        for name, box, crop in zip(turn.names, turn.boxes, turn.images):
             info = CropInfo(region=name, box=box, size=crop.size, tokens=self._tokens(*crop.size))
             infos.append(info)
             tokens = f", {info.tokens} visual tokens" if info.tokens is not None else ""
@@ -254,7 +253,7 @@ class ImageService:
         result = CropsResult(
             image_id=src.id, image_size=src.size, crops=infos,
             tokens=None if None in counts else sum(c for c in counts if c is not None),
-            full_tokens=self._tokens(w, h), token_family=self.config.token_family,
+            full_tokens=self._tokens(*src.size), token_family=self.config.token_family,
         )
         return CropsOutput(result, images)
 
@@ -287,36 +286,30 @@ class ImageService:
             return self._backend
 
     # -- helpers
-    def _check_regions(self, regions: Any) -> list[str]:
-        if not isinstance(regions, (list, tuple)) or not regions or not all(isinstance(r, str) for r in regions):
-            raise MalformedRequestError(
-                f"`regions` must be a non-empty list of region names such as ['3'] or ['0', '5'], got "
-                f"{_short(repr(regions))}; valid names: {', '.join(self.crop_set.region_names())}"
-            )
-        names = list(dict.fromkeys(regions))
-        if len(names) > self.config.max_crops:
-            raise TooManyCropsError(
-                f"{len(names)} regions requested, but at most {self.config.max_crops} are allowed per call; "
-                "ask for the fewest regions that contain the evidence"
-            )
-        unknown = [n for n in names if not self.crop_set.has(n)]
-        if unknown:
-            raise UnknownRegionError(
-                f"unknown region {_short(unknown[0])!r} for crop set {self.crop_set.name!r}; valid regions: "
-                + ", ".join(repr(n) for n in self.crop_set.region_names())
-            )
-        return names
+    def _episode(self, src: SourceImage) -> CropEpisode:
+        """A one-call episode: tools are stateless, the image travels by id."""
+        family = self._family()
+        return CropEpisode(src, crop_set=self.crop_set, lowres=self._lowres, max_crops=self.config.max_crops,
+                           max_image_pixels=self.config.max_image_pixels,
+                           model_max_pixels=getattr(family, "max_pixels", None))
 
-    def _fit(self, img: Any) -> Any:
-        return cap_pixels(img, max_pixels=self.config.max_image_pixels)
-
-    def _tokens(self, width: int, height: int) -> int | None:
+    def _family(self) -> Any:
         if not self.config.token_family:
             return None
         from awares_tool.tokens import get_family
 
         try:
-            return get_family(self.config.token_family).count(width, height)
+            return get_family(self.config.token_family)
+        except AwaresError as e:
+            logger.warning("unknown token family %r: %s", self.config.token_family, e)
+            return None
+
+    def _tokens(self, width: int, height: int) -> int | None:
+        family = self._family()
+        if family is None:
+            return None
+        try:
+            return family.count(width, height)
         except AwaresError as e:
             logger.warning("no token count for %dx%d: %s", width, height, e)
             return None

@@ -172,6 +172,14 @@ class TransformersBackend:
             state=next_state,
         )
 
+    @property
+    def max_pixels(self) -> int | None:
+        """The processor's pixel cap (``size["longest_edge"]`` of Qwen-VL processors): larger images are
+        downscaled to it, so it bounds what "full resolution" means for this model."""
+        size = getattr(getattr(self.processor, "image_processor", None), "size", None)
+        value = size.get("longest_edge") if isinstance(size, dict) else getattr(size, "longest_edge", None)
+        return int(value) if isinstance(value, int) and self.model_type in _REUSABLE else None
+
     def count_image_tokens(self, width: int, height: int) -> int:
         """Visual tokens this model's processor gives an image of this size (exact, from the processor)."""
         key = (width, height)

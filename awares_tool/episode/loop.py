@@ -1,8 +1,9 @@
 """The AwaRes loop: low-res view + question -> the model answers or requests crops -> crops -> answer.
 
-This module knows the protocol and the crop engine, and talks to models only through
-:class:`~awares_tool.backends.base.VLMBackend`. Every baseline the benchmarks need runs through the same
-code path (``mode``), so their costs are measured the same way.
+:func:`crop_on_demand` is a short driver: a :class:`~awares_tool.episode.episode.CropEpisode` holds the protocol
+(first view, request parsing, crops, costs) and a :class:`~awares_tool.backends.base.VLMBackend` the model; this
+module only turns one into the other's messages. Every baseline the benchmarks need runs through the same code
+path (``mode``), so their costs are measured the same way.
 """
 
 from __future__ import annotations
@@ -12,242 +13,176 @@ import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Iterable
 
-from PIL import Image
+from pydantic import ValidationError
 
 from awares_tool.backends import resolve_backend
-from awares_tool.backends.base import Generation, GenerationSettings, ImagePart, Message, ModelCard, TextPart, VLMBackend
-from awares_tool.crops import FULL_IMAGE, CropSet, get_crop_set
-from awares_tool.errors import AwaresError, MalformedRequestError
-from awares_tool.images import ImageLimits, ImageSource, SourceImage, open_image
-from awares_tool.images.lowres import cap_pixels, make_lowres_view, parse_lowres
-from awares_tool.protocol import (
-    FORCE_ANSWER_TEXT,
-    CropRequest,
-    FinalAnswer,
-    build_system_prompt,
-    crops_turn_text,
-    get_crops_tool,
-    parse_reply,
-)
-from awares_tool.episode.result import CropResult, CropRound, Mode, TokenLedger, TurnTiming
+from awares_tool.backends.base import Generation, ImagePart, Message, ModelCard, TextPart, VLMBackend
+from awares_tool.episode.episode import CropEpisode, CropsTurn, model_costs
+from awares_tool.episode.options import CropOptions
+from awares_tool.episode.result import CropResult, CropRound, TokenLedger, TurnTiming
+from awares_tool.errors import AwaresError
+from awares_tool.images import ImageSource
+from awares_tool.protocol import FORCE_ANSWER_TEXT, CropRequest, FinalAnswer, build_system_prompt, get_crops_tool
 
-__all__ = ["crop_on_demand", "acrop_on_demand", "crop_on_demand_batch"]
+__all__ = ["crop_on_demand", "acrop_on_demand", "crop_on_demand_batch", "CropOptions"]
 
 log = logging.getLogger(__name__)
 
-_MODES: tuple[str, ...] = ("awares", "lowres", "fullres", "all_crops", "full_on_request")
-
-
-def crop_on_demand(
-    image: ImageSource,
-    question: str,
-    *,
-    backend: VLMBackend | str | None = None,
-    crop_set: str | CropSet | None = None,
-    lowres: Any = None,
-    mode: Mode = "awares",
-    max_rounds: int = 1,
-    max_crops: int = 4,
-    max_new_tokens: int = 128,
-    settings: GenerationSettings | None = None,
-    system_prompt: str | None = None,
-    use_tools: bool | None = None,
-    reuse_cache: bool = True,
-    crop_max_pixels: int | None = None,
-    image_limits: ImageLimits | None = None,
-    on_unknown: Literal["error", "drop", "full_image"] = "drop",
-    on_malformed: Literal["error", "full_image"] = "full_image",
-    bbox_units: Literal["pixels", "norm1000", "norm1"] | None = None,
-) -> CropResult:
+def crop_on_demand(image: ImageSource, question: str, *, backend: VLMBackend | str | None = None,
+                   options: CropOptions | None = None, **overrides: Any) -> CropResult:
     """Answer ``question`` about ``image``, fetching high-res crops only where the model asks for them.
 
     Args:
-        image: Path, bytes, base64/data URI, PIL image, numpy array or :class:`SourceImage`.
+        image: Path, bytes, base64/data URI, PIL image, numpy array or :class:`~awares_tool.images.SourceImage`.
         question: The question about the image.
         backend: A backend object or a spec string (``"transformers:PATH"``, ``"llamacpp:MODEL.gguf"``,
             ``"openai:URL#MODEL"``); None uses the embedded default model.
-        crop_set: Crop set name/spec/object; defaults to the model card's, else ``awares9``.
-        lowres: Low-res policy spec (``0.5``, ``"512px"``, ``"tokens:qwen2.5-vl:256"``); defaults to the
-            model card's, else half of each side (the official setting).
-        mode: ``"awares"`` (the method), ``"lowres"`` (never crops), ``"fullres"`` (native resolution, one
-            turn), ``"all_crops"`` (every crop of the set, whatever the model wants) or
-            ``"full_on_request"`` (any request gets the whole high-res image: the dynamic-resolution baseline).
-        max_rounds: Crop rounds allowed (the paper uses one). A model that still requests after the last
-            round is sent one more user turn telling it to answer; ``forced_answer`` is then True, and if it
-            requests again the result has ``answered=False`` and the request text as ``answer``.
-        max_crops: Most regions honoured per request; extra names are dropped (recorded as a fallback).
-        max_new_tokens: Decoding limit per turn (ignored when ``settings`` is given).
-        settings: Full decoding settings (temperature, timeout, ...).
-        system_prompt: Override the protocol prompt (default: the model card's, else the full prompt).
-        use_tools: Declare ``get_crops`` as a native tool (for backends with function calling). Defaults to
-            True for models whose card says they were trained with tool calls (``request_format: tool``).
-        reuse_cache: Let the backend reuse the first turn's KV cache in the second turn.
-        crop_max_pixels: Downscale crops (and the full image in ``fullres``) above this many pixels.
-        image_limits: Pixel/byte/URL limits applied when opening ``image``.
-        on_unknown: What to do with region names the crop set lacks (see :func:`parse_reply`).
-        on_malformed: ``"full_image"`` (documented fallback, as the official code does) or ``"error"``.
-        bbox_units: Accept free-form ``bbox_2d`` zoom calls in these units (pixels / 0-1000 / 0-1).
+        options: How to run it (:class:`~awares_tool.episode.options.CropOptions`): mode, crop set, low-res
+            policy, limits for runaway models, fallbacks.
+        **overrides: Any field of :class:`CropOptions` as a keyword (``mode="lowres"``, ``max_crops=2``, ...),
+            applied over ``options``. ``mode``: ``"awares"`` (the method), ``"lowres"`` (never crops),
+            ``"fullres"`` (the full image, one turn), ``"all_crops"`` (every crop of the set) or
+            ``"full_on_request"`` (any request gets the whole image: the dynamic-resolution baseline). A model
+            that still requests after its last round is told once to answer; ``forced_answer`` is then True,
+            and if it requests again the result has ``answered=False``.
 
     Returns:
         A :class:`CropResult` with the answer, regions fetched, token ledger, timings and message trace.
 
     Raises:
+        TypeError: An unknown keyword.
+        ValueError: An invalid option value.
         ImageError: The image cannot be used.
         BackendError: The backend failed.
         RequestError: Only when ``on_unknown``/``on_malformed`` is ``"error"``.
     """
-    if mode not in _MODES:
-        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
-    if max_rounds < 0 or max_crops < 1:
-        raise ValueError("max_rounds must be >= 0 and max_crops >= 1")
+    opts = _options(options, overrides)
     t_start = time.perf_counter()
-    src = open_image(image, limits=image_limits)
     be = resolve_backend(backend)
     card: ModelCard | None = getattr(be, "model_card", None)
-    cs = get_crop_set(crop_set if crop_set is not None else (card.crop_set if card else None))
-    policy = parse_lowres(lowres if lowres is not None else (card.lowres if card else None))
-    settings = settings or GenerationSettings(max_new_tokens=max_new_tokens)
-    if use_tools is None:
-        use_tools = bool(card and card.request_format == "tool")
-    width, height = src.size
+    counter, native, cap = model_costs(be)
+    episode = CropEpisode(
+        image, crop_set=opts.crop_set if opts.crop_set is not None else (card.crop_set if card else None),
+        lowres=opts.lowres if opts.lowres is not None else (card.lowres if card else None), mode=opts.mode,
+        max_rounds=opts.max_rounds if opts.mode in _CROPPING else 0, max_crops=opts.max_crops,
+        max_image_pixels=opts.crop_max_pixels, model_max_pixels=cap, counter=counter, native_counter=native,
+        crops_template=card.crops_turn_text if card else None, limits=opts.image_limits)
+    return _Driver(episode, be, card, opts).run(question, t_start)
 
-    def fit(img: Image.Image) -> Image.Image:
-        return cap_pixels(img, max_pixels=crop_max_pixels) if crop_max_pixels else img
 
-    uses_protocol = mode in ("awares", "all_crops", "full_on_request")
-    first_view = fit(src.image) if mode == "fullres" else make_lowres_view(src, policy)
-    messages: list[Message] = []
-    if uses_protocol:
-        prompt = system_prompt
-        if prompt is None:
-            prompt = card.system_prompt if card and card.system_prompt else build_system_prompt(
-                cs, style="tool" if use_tools else "full"
-            )
-        messages.append(Message.text("system", prompt))
-    label = "full image" if mode == "fullres" else "low-res view"
-    messages.append(Message(role="user", content=[ImagePart(image=first_view, label=label), TextPart(text=question)]))
-    tools = [get_crops_tool(cs)] if use_tools and uses_protocol else None
+_CROPPING = ("awares", "all_crops", "full_on_request")
 
-    rounds: list[CropRound] = []
-    timings: list[TurnTiming] = []
-    sent: list[Image.Image] = [first_view]
-    state: Any = None
-    forced = False
-    answered = True
-    answer = ""
-    last_gen: Generation | None = None
 
-    while True:
-        if mode == "all_crops" and not rounds:
-            names = [n for n in cs.region_names() if n != FULL_IMAGE]
-            request: FinalAnswer | CropRequest = CropRequest(
-                regions=names, form="text", raw=f"GET_CROPS: {names}", fallback=None
-            )
-            reply_text = request.raw
-            gen = None
-        else:
-            gen = be.generate(messages, settings, state=state if reuse_cache else None, tools=tools)
-            last_gen = gen
-            state = gen.state
-            timings.append(
-                TurnTiming(
-                    turn=len(timings) + 1,
-                    prefill_s=gen.timings.prefill_s,
-                    decode_s=gen.timings.decode_s,
-                    prompt_tokens=gen.usage.prompt_tokens,
-                    prefilled_tokens=gen.usage.prefilled_tokens,
-                    cached_tokens=gen.usage.cached_tokens,
-                    completion_tokens=gen.usage.completion_tokens,
-                )
-            )
-            reply_text = gen.text if not gen.tool_calls else json.dumps(gen.tool_calls)
-            request = _parse(gen, cs, max_crops, on_unknown, on_malformed, bbox_units, (width, height))
-        if isinstance(request, FinalAnswer):
-            answer = request.text
-            break
-        if forced:  # asked again after being told to answer
-            answered, answer = False, reply_text
-            log.warning("model kept requesting crops after the last round; no answer")
-            break
-        assistant = _assistant_turn(gen, reply_text)
-        if mode in ("lowres", "fullres") or len(rounds) >= max_rounds:
-            forced = True
-            messages += [assistant, *_tool_ack(assistant, "No crops available."), Message.text("user", FORCE_ANSWER_TEXT)]
-            continue
-        names, boxes = _fetch_plan(request, mode, cs, width, height)
-        crops = [fit(src.crop(box)) for box in boxes.values()] if names else []
-        rounds.append(
-            CropRound(
-                round=len(rounds) + 1,
-                request_text=reply_text,
-                requested=list(request.regions),
-                fetched=names,
-                invalid=list(request.invalid),
-                boxes=boxes,
-                fallback=request.fallback,
-                form=request.form,
-            )
-        )
-        sent += crops
-        turn_text = crops_turn_text(names, cs, card.crops_turn_text if card else None)
-        parts: list[Any] = [ImagePart(image=c, label=f"crop {n}") for n, c in zip(names, crops)]
-        delivery = [*parts, TextPart(text=turn_text)]
-        if request.form in ("tool_call", "function") and getattr(be, "supports_tool_images", False):
+def _options(options: CropOptions | None, overrides: dict[str, Any]) -> CropOptions:
+    if not overrides:
+        return options or CropOptions()
+    known = set(CropOptions.model_fields) | {"settings"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"crop_on_demand() got unexpected keyword argument(s) {unknown}; the options are "
+                        f"{sorted(known)}")
+    base = dict(options) if options is not None else {}
+    if "settings" in overrides:
+        base.pop("generation", None)
+    try:
+        return CropOptions.model_validate({**base, **overrides})
+    except ValidationError as e:
+        raise ValueError(f"invalid crop_on_demand option: {e}") from e
+
+
+class _Driver:
+    """One conversation: the episode's views and crops as messages, the backend's replies as requests."""
+
+    def __init__(self, episode: CropEpisode, backend: Any, card: ModelCard | None, opts: CropOptions) -> None:
+        self.episode, self.backend, self.card, self.opts = episode, backend, card, opts
+        self.use_tools = opts.use_tools if opts.use_tools is not None else bool(card and card.request_format == "tool")
+        self.messages: list[Message] = []
+        self.rounds: list[CropRound] = []
+        self.timings: list[TurnTiming] = []
+        self.last_gen: Generation | None = None
+        self.state: Any = None
+
+    def run(self, question: str, t_start: float) -> CropResult:
+        ep, opts = self.episode, self.opts
+        uses_protocol = opts.mode in _CROPPING
+        first = ep.first_view()
+        if uses_protocol:
+            prompt = opts.system_prompt or (self.card.system_prompt if self.card and self.card.system_prompt else
+                                            build_system_prompt(ep.crop_set, style="tool" if self.use_tools else "full"))
+            self.messages.append(Message.text("system", prompt))
+        label = "full image" if opts.mode == "fullres" else "low-res view"
+        self.messages.append(Message(role="user", content=[ImagePart(image=first, label=label),
+                                                           TextPart(text=question)]))
+        tools = [get_crops_tool(ep.crop_set)] if self.use_tools and uses_protocol else None
+        forced, answered, answer = False, True, ""
+        while True:
+            if opts.mode == "all_crops" and not ep.turns:
+                gen, request = None, ep.all_regions()
+                reply_text = request.raw
+            else:
+                gen = self._generate(tools)
+                reply_text = gen.text if not gen.tool_calls else json.dumps(gen.tool_calls)
+                reply: Any = {"content": gen.text, "tool_calls": gen.tool_calls} if gen.tool_calls else gen.text
+                request = ep.parse(reply, on_unknown=opts.on_unknown, on_too_many="truncate",
+                                   on_malformed=opts.on_malformed, bbox_units=opts.bbox_units)
+            if isinstance(request, FinalAnswer):
+                answer = request.text
+                break
+            if forced:  # asked again after being told to answer
+                answered, answer = False, reply_text
+                log.warning("model kept requesting crops after the last round; no answer")
+                break
+            assistant = _assistant_turn(gen, reply_text)
+            if not ep.rounds_left:
+                forced = True
+                self.messages += [assistant, *_tool_ack(assistant, "No crops available."),
+                                  Message.text("user", FORCE_ANSWER_TEXT)]
+                continue
+            self._deliver(assistant, request, ep.fetch(request), reply_text)
+        self.messages.append(Message.text("assistant", answer))
+        return CropResult(
+            answer=answer, mode=opts.mode, question=question, rounds=len(self.rounds), requests=self.rounds,
+            forced_answer=forced, answered=answered, tokens=self._ledger(), timings=self.timings,
+            wall_s=time.perf_counter() - t_start, image_size=ep.size, first_view_size=first.size,
+            crop_set=ep.crop_set.name, backend=getattr(self.backend, "name", type(self.backend).__name__),
+            trace=[m.summary() for m in self.messages])
+
+    def _generate(self, tools: list[dict[str, Any]] | None) -> Generation:
+        gen = self.backend.generate(self.messages, self.opts.decoding(),
+                                    state=self.state if self.opts.reuse_cache else None, tools=tools)
+        self.last_gen, self.state = gen, gen.state
+        u = gen.usage
+        self.timings.append(TurnTiming(
+            turn=len(self.timings) + 1, prefill_s=gen.timings.prefill_s, decode_s=gen.timings.decode_s,
+            prompt_tokens=u.prompt_tokens, prefilled_tokens=u.prefilled_tokens, cached_tokens=u.cached_tokens,
+            completion_tokens=u.completion_tokens))
+        return gen
+
+    def _deliver(self, assistant: Message, request: CropRequest, turn: CropsTurn, reply_text: str) -> None:
+        self.rounds.append(CropRound(
+            round=turn.round, request_text=reply_text, requested=list(request.regions), fetched=list(turn.names),
+            invalid=list(request.invalid), boxes=dict(zip(turn.names, turn.boxes)), fallback=request.fallback,
+            form=request.form))
+        parts: list[Any] = [ImagePart(image=c, label=f"crop {n}") for n, c in zip(turn.names, turn.images)]
+        delivery = [*parts, TextPart(text=turn.text)]
+        if request.form in ("tool_call", "function") and getattr(self.backend, "supports_tool_images", False):
             # The backend renders images inside a tool turn (as TRL's tool loop trains them): answer the call there.
             call_id = str((assistant.tool_calls or [{}])[0].get("id", "")) or None
-            messages += [assistant, Message(role="tool", content=delivery, tool_call_id=call_id)]
+            self.messages += [assistant, Message(role="tool", content=delivery, tool_call_id=call_id)]
         else:
-            messages += [assistant, *_tool_ack(assistant, "Crops attached below."), Message(role="user", content=delivery)]
+            self.messages += [assistant, *_tool_ack(assistant, "Crops attached below."),
+                              Message(role="user", content=delivery)]
 
-    messages.append(Message.text("assistant", answer))
-    ledger = _ledger(be, last_gen, sent, src, mode)
-    return CropResult(
-        answer=answer,
-        mode=mode,
-        question=question,
-        rounds=len(rounds),
-        requests=rounds,
-        forced_answer=forced,
-        answered=answered,
-        tokens=ledger,
-        timings=timings,
-        wall_s=time.perf_counter() - t_start,
-        image_size=(width, height),
-        first_view_size=first_view.size,
-        crop_set=cs.name,
-        backend=getattr(be, "name", type(be).__name__),
-        trace=[m.summary() for m in messages],
-    )
-
-
-def _parse(gen: Generation, cs: CropSet, max_crops: int, on_unknown, on_malformed, bbox_units, size):
-    reply: str | dict = {"content": gen.text, "tool_calls": gen.tool_calls} if gen.tool_calls else gen.text
-    try:
-        return parse_reply(
-            reply, cs, max_crops=max_crops, on_unknown=on_unknown, on_too_many="truncate",
-            bbox_units=bbox_units, image_size=size, bbox_mode="crop",
-        )
-    except MalformedRequestError:
-        if on_malformed == "error":
-            raise
-        log.warning("malformed crop request %r; falling back to the full image", gen.text[:200])
-        raw = gen.text if not gen.tool_calls else json.dumps(gen.tool_calls)
-        return CropRequest(regions=[FULL_IMAGE], form="text", raw=raw, fallback="full_image")
-
-
-def _fetch_plan(request: CropRequest, mode: str, cs: CropSet, width: int, height: int):
-    """Which regions to send, with their pixel boxes in the original image."""
-    if mode == "full_on_request":
-        return [FULL_IMAGE], {FULL_IMAGE: (0, 0, width, height)}
-    if request.form == "bbox":
-        boxes = {f"box{i}": tuple(b) for i, b in enumerate(request.boxes)}
-        return list(boxes), boxes
-    boxes = {}
-    for name in request.regions:
-        boxes[name] = (0, 0, width, height) if name == FULL_IMAGE and not cs.has(name) else cs.box(name, width, height)
-    return list(boxes), boxes
+    def _ledger(self) -> TokenLedger:
+        measured = list(self.last_gen.usage.image_tokens) if self.last_gen is not None else None
+        full = measured[0] if measured and self.opts.mode == "fullres" else None
+        try:
+            return self.episode.ledger.token_ledger(measured or None, measured_full=full)
+        except AwaresError as e:  # a size the counter cannot count: report pixels only
+            log.warning("cannot count visual tokens: %s", e)
+            return TokenLedger(pixel_ratio=self.episode.ledger.pixel_ratio, source="unknown")
 
 
 def _assistant_turn(gen: Generation | None, reply_text: str) -> Message:
@@ -262,50 +197,6 @@ def _tool_ack(assistant: Message, text: str) -> list[Message]:
         Message(role="tool", content=[TextPart(text=text)], tool_call_id=str(call.get("id", "")))
         for call in (assistant.tool_calls or [])
     ]
-
-
-def _ledger(be: Any, gen: Generation | None, sent: Sequence[Image.Image], src: SourceImage, mode: str) -> TokenLedger:
-    width, height = src.size
-    pixel_ratio = sum(im.width * im.height for im in sent) / float(width * height)
-    counts: list[int] | None = None
-    source = "unknown"
-    if gen is not None and len(gen.usage.image_tokens) == len(sent):
-        counts, source = list(gen.usage.image_tokens), "backend"
-    full = _count(be, width, height)
-    if counts is None and full is not None:
-        est = [_count(be, im.width, im.height) for im in sent]
-        if all(c is not None for c in est):
-            counts, source = est, "estimate"  # type: ignore[assignment]
-    if mode == "fullres" and counts:
-        full = counts[0]
-    if counts is None:
-        return TokenLedger(full=full, pixel_ratio=pixel_ratio, source="unknown")
-    spent = sum(counts)
-    return TokenLedger(
-        full=full,
-        first_view=counts[0],
-        crops=counts[1:],
-        spent=spent,
-        rtr=(spent / full) if full else None,
-        pixel_ratio=pixel_ratio,
-        source=source,  # type: ignore[arg-type]
-    )
-
-
-def _count(be: Any, width: int, height: int) -> int | None:
-    """Visual tokens of one image of this size for the backend's model (its own count, else an estimate)."""
-    counter = getattr(be, "count_image_tokens", None)
-    try:
-        if callable(counter):
-            return int(counter(width, height))
-        family = getattr(be, "token_family", None)
-        if family:
-            from awares_tool.tokens import get_family
-
-            return get_family(family).count(width, height)
-    except AwaresError as e:
-        log.warning("cannot count visual tokens for %dx%d: %s", width, height, e)
-    return None
 
 
 async def acrop_on_demand(image: ImageSource, question: str, **kwargs: Any) -> CropResult:
@@ -329,14 +220,15 @@ def crop_on_demand_batch(
     """
     pairs = list(items)
     be = resolve_backend(backend)
+    opts = _options(kwargs.pop("options", None), kwargs)  # a bad option is the caller's mistake: fail at once
 
     def one(pair: tuple[ImageSource, str]) -> CropResult:
         image, question = pair
         try:
-            return crop_on_demand(image, question, backend=be, **kwargs)
+            return crop_on_demand(image, question, backend=be, options=opts)
         except Exception as e:  # noqa: BLE001 - one bad item must not end the batch; the error is kept
             log.warning("question %r failed: %s", question[:80], e)
-            return _failed(question, kwargs.get("mode", "awares"), be, e)
+            return _failed(question, opts.mode, be, e)
 
     bar = _progress(len(pairs)) if progress else None
     results: list[CropResult] = []

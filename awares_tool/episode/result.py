@@ -38,15 +38,19 @@ class TokenLedger(BaseModel):
     """Visual tokens spent against the full-resolution baseline.
 
     RTR (retained token ratio) = visual tokens of every image sent (low-res view plus all crops) divided by
-    the visual tokens of the full image at native resolution, for the same model. ``pixel_ratio`` is the
-    same ratio in pixels, reported beside it like the official evaluation does.
+    the visual tokens of the full image as the model sees it at "full resolution", for the same model. Above
+    the model's pixel cap that full view is itself downscaled; ``rtr_native`` divides by the full image's
+    tokens at native resolution instead (what an uncapped model would spend). ``pixel_ratio`` is the same
+    ratio in pixels, reported beside them like the official evaluation does.
     """
 
-    full: int | None = Field(None, description="Visual tokens of the full image at native resolution.")
+    full: int | None = Field(None, description="Visual tokens of the full image as the model sees it (capped).")
+    full_native: int | None = Field(None, description="Visual tokens of the full image at native resolution.")
     first_view: int | None = Field(None, description="Visual tokens of the first image shown.")
     crops: list[int] = Field(default_factory=list, description="Visual tokens of each crop sent, in order.")
     spent: int | None = None
     rtr: float | None = None
+    rtr_native: float | None = Field(None, description="spent / full_native.")
     pixel_ratio: float
     source: Literal["backend", "estimate", "unknown"] = "unknown"
 

@@ -157,9 +157,10 @@ def build_request(
     valid, invalid = _dedupe(valid), _dedupe(invalid)
     if invalid:
         if on_unknown == "error":
+            what = "region" if len(invalid) == 1 else "regions"
             raise UnknownRegionError(
-                f"unknown region(s) {invalid[:10]!r} for crop set {crop_set.name!r}; valid regions: "
-                + ", ".join(repr(n) for n in crop_set.region_names())
+                f"unknown {what} {', '.join(repr(n[:40]) for n in invalid[:10])} for crop set {crop_set.name!r}; "
+                "valid regions: " + ", ".join(repr(n) for n in crop_set.region_names())
             )
         if on_unknown == "full_image" or not valid:
             logger.debug("unknown regions %r: requesting the full image", invalid[:10])

@@ -22,11 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from awares_tool.backends.base import GenerationSettings
 from awares_tool.crops import CropSet, get_crop_set
+from awares_tool.episode.episode import CropEpisode, model_costs
 from awares_tool.images import open_image
-from awares_tool.images.lowres import make_lowres_view, parse_lowres
-from awares_tool.protocol import build_system_prompt, crops_turn_text, example_request
+from awares_tool.images.lowres import parse_lowres
+from awares_tool.protocol import CropRequest, build_system_prompt, example_request
 from awares_train.data.answering import answer_twice, load_backend
-from awares_train.data.format import Trajectory, build_messages, copy_or_save, safe_name, save_png, target_rtr
+from awares_train.data.format import Trajectory, build_messages, copy_or_save, safe_name, save_png
 from awares_train.data.grounding import Grounder, get_grounder, map_box_to_regions
 from awares_train.data.judges import Judge, get_judge, label_for
 from awares_train.data.adapters import load_records
@@ -102,7 +103,19 @@ class _Context:
                               else build_system_prompt(crop_set, style=cfg.prompt_style))
         self.crops_template = card.crops_turn_text if card is not None else None
         self.settings = GenerationSettings(max_new_tokens=cfg.max_new_tokens, temperature=0.0, seed=cfg.seed)
+        # the backend's pixel cap shapes the low-res view (as when it answered); the target RTR is counted
+        # for cfg.token_family, the model the trajectories are meant for
+        self.model_max_pixels = model_costs(backend)[2]
+        self.counter = _family_counter(cfg.token_family)
         self.out = Path(cfg.out)
+
+
+def _family_counter(family: str | None) -> Any:
+    if not family:
+        return None
+    from awares_tool.tokens import get_family
+
+    return get_family(family).count
 
 
 def process_record(rec: VQARecord, ctx: _Context) -> tuple[Literal["data", "reject"], dict[str, Any]]:
@@ -139,23 +152,26 @@ def process_record(rec: VQARecord, ctx: _Context) -> tuple[Literal["data", "reje
     name = safe_name(rec.id)
     images_dir = ctx.out / "images"
     copy_or_save(src, images_dir / f"{name}.png")
-    low = make_lowres_view(src, ctx.policy)
+    episode = CropEpisode(src, crop_set=ctx.crop_set, lowres=ctx.policy, crops_template=ctx.crops_template,
+                          model_max_pixels=ctx.model_max_pixels, counter=ctx.counter)
+    low = episode.first_view()  # the view the model answered from in `lowres` mode
     save_png(low, images_dir / f"{name}_low.png")
     rel_images = [f"images/{name}_low.png"]
-    sizes = [low.size]
-    for region in regions:
-        crop = src.crop(ctx.crop_set.box(region, width, height))
-        save_png(crop, images_dir / f"{name}_crop-{region}.png")
-        rel_images.append(f"images/{name}_crop-{region}.png")
-        sizes.append(crop.size)
+    request_text = crops_text = None
+    if regions:
+        request_text = example_request(regions)
+        turn = episode.fetch(CropRequest(regions=regions, form="text", raw=request_text))
+        crops_text = turn.text
+        for region, crop in zip(turn.names, turn.images):
+            save_png(crop, images_dir / f"{name}_crop-{region}.png")
+            rel_images.append(f"images/{name}_crop-{region}.png")
     messages, tool_turn = build_messages(
-        system_prompt=ctx.system_prompt, question=rec.question, answer=answer,
-        request=example_request(regions) if regions else None, n_crops=len(regions),
-        crops_text=crops_turn_text(regions, ctx.crop_set, ctx.crops_template) if regions else None)
+        system_prompt=ctx.system_prompt, question=rec.question, answer=answer, request=request_text,
+        n_crops=len(regions), crops_text=crops_text)
     traj = Trajectory(
         id=rec.id, source=rec.source, question=rec.question, answers=rec.answers, label=label,
         target_regions=regions, image=f"images/{name}.png", image_size=(width, height), images=rel_images,
-        messages=messages, tool_turn=tool_turn, target_rtr=target_rtr(cfg.token_family, (width, height), sizes),
+        messages=messages, tool_turn=tool_turn, target_rtr=episode.ledger.rtr if ctx.counter else None,
         evidence_box=evidence, grounding=grounding, judge=judge_info, target_fallback=fallback)  # type: ignore[arg-type]
     return "data", traj.model_dump(mode="json")
 

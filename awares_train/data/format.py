@@ -20,7 +20,7 @@ from typing import Any, Literal
 from PIL import Image
 from pydantic import BaseModel, Field
 
-__all__ = ["JudgeInfo", "Trajectory", "safe_name", "build_messages", "save_png", "target_rtr",
+__all__ = ["JudgeInfo", "Trajectory", "safe_name", "build_messages", "save_png",
            "load_trajectories", "read_jsonl_ids"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -110,20 +110,6 @@ def copy_or_save(src: Any, path: Path) -> None:
         os.replace(tmp, path)
     else:
         save_png(src.image, path)
-
-
-def target_rtr(family: str | None, full_size: tuple[int, int], sizes: list[tuple[int, int]]) -> float | None:
-    """Visual tokens of the target's images (low-res view + crops) over those of the full image."""
-    if not family:
-        return None
-    from awares_tool.errors import AwaresError
-    from awares_tool.tokens import count_visual_tokens
-
-    try:
-        full = count_visual_tokens(full_size, family)
-        return sum(count_visual_tokens(s, family) for s in sizes) / full if full else None
-    except AwaresError:
-        return None
 
 
 def read_jsonl_ids(path: Path) -> list[str]:

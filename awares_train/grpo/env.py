@@ -17,8 +17,8 @@ from functools import partial
 from typing import Any
 
 from awares_tool.crops import CropSet, get_crop_set
-from awares_tool.errors import RequestError, TooManyCropsError, UnknownRegionError
-from awares_tool.protocol import crops_turn_text
+from awares_tool.episode import CropEpisode, CropsTurn
+from awares_tool.errors import RequestError
 
 __all__ = ["CropEnv", "make_env_factory", "crop_tool_schemas"]
 
@@ -28,7 +28,11 @@ TokenCounter = Callable[[int, int], int]
 
 
 class CropEnv:
-    """One rollout's crop tool and its bookkeeping.
+    """One rollout's crop tool: a :class:`~awares_tool.episode.CropEpisode` behind TRL's tool interface.
+
+    The episode checks the request (unknown names, too many crops and a second round are errors the policy
+    reads back), cuts the crops from the original pixels, words the crops turn and keeps the ledger the
+    rewards price; this class only adapts it to TRL.
 
     Args:
         crop_set: The crop set the model may request from.
@@ -54,29 +58,23 @@ class CropEnv:
         """Start a rollout on ``row`` (needs ``source_image``; reads ``label``, ``images`` when present)."""
         self.source_path = row.get("source_image")
         self.needs_crop = row.get("label") == "crop"
-        self._image = None
-        self._lowres_size: tuple[int, int] | None = None
-        low = (row.get("images") or [None])[0]
-        if low is not None and hasattr(low, "size"):
-            self._lowres_size = tuple(low.size)
-        elif isinstance(low, str):
-            from PIL import Image
+        self._first = (row.get("images") or [None])[0]
+        self._episode: CropEpisode | None = None
 
-            with Image.open(low) as im:
-                self._lowres_size = im.size
-        self.requests = 0
-        self.regions: list[str] = []
-        self.crop_sizes: list[tuple[int, int]] = []
-        self.area_fraction = 0.0
-
-    def _source(self) -> Any:
-        if self._image is None:
-            from awares_tool.images import open_image
-
+    def _source(self) -> CropEpisode:
+        if self._episode is None:
             if self.source_path is None:
                 raise RequestError("this rollout has no source image; the dataset row needs 'source_image'")
-            self._image = open_image(self.source_path)
-        return self._image
+            first = self._first
+            if isinstance(first, str):
+                from PIL import Image
+
+                first = Image.open(first)  # only its size is read: the policy already saw it
+            self._episode = CropEpisode(
+                self.source_path, crop_set=self._crop_set, max_rounds=self._max_requests, max_crops=self._max_crops,
+                counter=self._count, crops_template=self._crops_template,
+                first_view=first if hasattr(first, "size") else None)
+        return self._episode
 
     def get_crops(self, regions: list[str]) -> list:
         """Fetch high-resolution crops of the image for the named regions.
@@ -84,55 +82,52 @@ class CropEnv:
         Args:
             regions: Names of the regions of the crop map to fetch at full resolution, e.g. ["3"] or ["0", "5"].
         """
-        if self.requests >= self._max_requests:
-            raise RequestError(f"crops may be requested only {self._max_requests} time(s); answer the question now")
-        if isinstance(regions, str):
-            regions = [regions]
-        names = list(dict.fromkeys(str(r).strip() for r in regions))
-        if not names:
-            raise RequestError("get_crops needs at least one region name, e.g. ['3']")
-        bad = [n for n in names if not self._crop_set.has(n)]
-        if bad:
-            raise UnknownRegionError(f"unknown region(s) {bad}; valid regions: {self._crop_set.region_names()}")
-        if self._max_crops is not None and len(names) > self._max_crops:
-            raise TooManyCropsError(f"{len(names)} regions requested but at most {self._max_crops} are allowed")
-        src = self._source()
-        w, h = src.size
-        self.requests += 1
-        parts: list[dict[str, Any]] = []
-        for name in names:
-            box = self._crop_set.box(name, w, h)
-            crop = src.crop(box)
-            self.regions.append(name)
-            self.crop_sizes.append(crop.size)
-            self.area_fraction += (box[2] - box[0]) * (box[3] - box[1]) / (w * h)
-            parts.append({"type": "image", "image": crop})
-        parts.append({"type": "text", "text": crops_turn_text(names, self._crop_set, self._crops_template)})
-        return parts
+        episode = self._source()
+        return episode.fetch(episode.request_regions(regions)).parts()
+
+    def _withdraw_last(self) -> CropsTurn | None:
+        """The last crops never reached the policy (TRL rolled the tool result back): stop counting them."""
+        if self._episode is None or not self._episode.turns:
+            return None
+        turn = self._episode.turns[-1]
+        self._episode.withdraw(turn)
+        return turn
+
+    @property
+    def _ledger(self) -> Any:
+        return None if self._episode is None else self._episode.ledger
+
+    @property
+    def regions(self) -> list[str]:
+        """Regions whose crops the policy saw."""
+        return [] if self._ledger is None else self._ledger.regions
 
     @property
     def requested(self) -> bool:
-        """Whether this rollout fetched any crop."""
+        """Whether this rollout received any crop."""
         return bool(self.regions)
+
+    @property
+    def rolled_back(self) -> int:
+        """Crops cut for this rollout that never reached the policy (see ``CropLedger.withdrawn``)."""
+        return 0 if self._ledger is None else len(self._ledger.withdrawn)
+
+    @property
+    def area_fraction(self) -> float:
+        """Summed area of the crops the policy saw over the image's area."""
+        return 0.0 if self._ledger is None else self._ledger.area_fraction
 
     @property
     def rtr(self) -> float | None:
         """Visual tokens spent (low-res view + crops) over those of the full image (pixels if no counter)."""
-        if self.source_path is None or self._lowres_size is None:
+        if self.source_path is None or self._first is None:
             return None
-        full_size = self._source().size
-        count = self._count or (lambda w, h: w * h)
-        full = count(*full_size)
-        spent = count(*self._lowres_size) + sum(count(*s) for s in self.crop_sizes)
-        return spent / full if full else None
+        return self._source().ledger.rtr
 
     @property
     def crop_rtr(self) -> float:
         """Visual tokens of the crops alone over those of the full image (0 without crops)."""
-        if not self.crop_sizes:
-            return 0.0
-        count = self._count or (lambda w, h: w * h)
-        return sum(count(*s) for s in self.crop_sizes) / count(*self._source().size)
+        return 0.0 if self._ledger is None else self._ledger.crop_rtr
 
 
 def make_env_factory(crop_set: str | CropSet = "awares9", max_crops: int | None = None,

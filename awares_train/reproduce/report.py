@@ -18,22 +18,15 @@ PAPER_NO_CROP = {"labels": 0.808, "sft": 0.463, "grpo": 0.722}
 def oracle_rtr(records_path: Path, family: str = "qwen2.5-vl", crop_set: str = "awares9",
                lowres: Any = None) -> float:
     """Mean RTR when every test question gets exactly its target crops (no crop where none is needed)."""
-    from awares_tool.crops import get_crop_set
-    from awares_tool.images.lowres import lowres_size, parse_lowres
-    from awares_train.data.format import target_rtr
+    from awares_tool.episode.costs import oracle_rtr as episode_oracle
 
-    cs, policy = get_crop_set(crop_set), parse_lowres(lowres)
     rtrs = []
     for line in records_path.read_text().splitlines():
         if not line.strip():
             continue
         rec = json.loads(line)
-        w, h = rec["width"], rec["height"]
-        sizes = [lowres_size(policy, w, h)]
-        for name in rec.get("target_regions") or []:
-            x0, y0, x1, y1 = cs.box(name, w, h)
-            sizes.append((x1 - x0, y1 - y0))
-        value = target_rtr(family, (w, h), sizes)
+        value = episode_oracle((rec["width"], rec["height"]), rec.get("target_regions") or [], family,
+                               crop_set=crop_set, lowres=lowres)
         if value is not None:
             rtrs.append(value)
     return sum(rtrs) / len(rtrs) if rtrs else float("nan")
