@@ -127,6 +127,6 @@ def test_grpo_configs_load_with_paper_settings(tmp_path):
     cfg = load_config(AwaresGRPOConfig, "awares_train/configs/grpo_7b.yaml",
                       [f"output_dir={tmp_path}", "bf16=false", "use_cpu=true"])
     assert (cfg.num_generations, cfg.learning_rate, cfg.beta, cfg.temperature, cfg.max_completion_length,
-            cfg.lora_r, cfg.accuracy_weight, cfg.max_tool_calling_iterations) == (8, 5e-5, 0.05, 1.0, 512, 8, 10.0, 1)
+            cfg.lora_r, cfg.accuracy_weight, cfg.max_tool_calling_iterations) == (8, 5e-5, 0.05, 1.0, 2816, 8, 10.0, 1)
     with pytest.raises(ValueError):
         load_config(AwaresGRPOConfig, None, [f"output_dir={tmp_path}", "correctness=vibes", "use_cpu=true"])

@@ -36,6 +36,15 @@ class AwaresGRPOConfig(GRPOConfig):
         default=None, metadata={"help": "System prompt (default: the tool-style prompt of the crop set; use the SFT "
                                         "model card's for a warm start)."})
     max_crops: int | None = field(default=None, metadata={"help": "Most regions per request (None: no limit)."})
+    crop_max_pixels: int | None = field(
+        default=None, metadata={"help": "Downscale every crop above this many pixels before the policy sees it (bounds "
+                                        "the crops turn, see completion_budget)."})
+    completion_budget: str = field(
+        default="check", metadata={"help": "'check': refuse a max_completion_length that cannot hold the largest crops "
+                                           "turn of the data (TRL would roll those crops back); 'auto': set it to "
+                                           "that size; 'off': trust the config."})
+    answer_tokens: int = field(
+        default=32, metadata={"help": "Tokens reserved for the answer after the crops turn (completion_budget)."})
     correctness: str = field(
         default="embedding", metadata={"help": f"R_ans: one of {CORRECTNESS} (paper: embedding cosine similarity)."})
     embedding_model: str | None = field(
@@ -75,6 +84,10 @@ class AwaresGRPOConfig(GRPOConfig):
             raise ValueError("correctness: judge needs judge: 'package.module:function'")
         if self.lora_target not in LORA_TARGETS:
             raise ValueError(f"lora_target must be one of {LORA_TARGETS}, got {self.lora_target!r}")
+        if self.completion_budget is False:  # YAML 1.1 reads a bare `off` as false
+            self.completion_budget = "off"
+        if self.completion_budget not in ("check", "auto", "off"):
+            raise ValueError(f"completion_budget must be 'check', 'auto' or 'off', got {self.completion_budget!r}")
         if self.max_tool_calling_iterations is None:
             self.max_tool_calling_iterations = 1  # the protocol: one request round, then the answer
         self.remove_unused_columns = False  # the env's reset() and the rewards read the extra columns

@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any
 
 from awares_tool.crops import CropSet, get_crop_set
-from awares_tool.episode import CropEpisode, CropsTurn
+from awares_tool.episode import CropEpisode
 from awares_tool.errors import RequestError
 
 __all__ = ["CropEnv", "make_env_factory", "crop_tool_schemas"]
@@ -42,11 +42,13 @@ class CropEnv:
         max_requests: Request rounds allowed (the protocol allows one).
         crops_template: The policy's model-card wording of the crops turn (``None``: the protocol's), so
             rollouts deliver crops with the text the SFT stage trained on.
+        crop_max_pixels: Downscale each crop above this many pixels (bounds the crops turn's tokens).
     """
 
     def __init__(self, crop_set: str | CropSet = "awares9", max_crops: int | None = None,
                  count_tokens: TokenCounter | None = None, max_requests: int = 1,
-                 crops_template: str | None = None) -> None:
+                 crops_template: str | None = None, crop_max_pixels: int | None = None) -> None:
+        self._crop_max_pixels = crop_max_pixels
         self._crop_set = get_crop_set(crop_set)
         self._crops_template = crops_template
         self._max_crops = max_crops
@@ -72,7 +74,7 @@ class CropEnv:
                 first = Image.open(first)  # only its size is read: the policy already saw it
             self._episode = CropEpisode(
                 self.source_path, crop_set=self._crop_set, max_rounds=self._max_requests, max_crops=self._max_crops,
-                counter=self._count, crops_template=self._crops_template,
+                counter=self._count, crops_template=self._crops_template, max_image_pixels=self._crop_max_pixels,
                 first_view=first if hasattr(first, "size") else None)
         return self._episode
 
@@ -85,13 +87,22 @@ class CropEnv:
         episode = self._source()
         return episode.fetch(episode.request_regions(regions)).parts()
 
-    def _withdraw_last(self) -> CropsTurn | None:
-        """The last crops never reached the policy (TRL rolled the tool result back): stop counting them."""
-        if self._episode is None or not self._episode.turns:
-            return None
-        turn = self._episode.turns[-1]
-        self._episode.withdraw(turn)
-        return turn
+    def _reconcile(self, completion: list[dict[str, Any]]) -> int:
+        """Uncount crops that TRL cut from the rollout (a tool result over the completion budget is rolled back).
+
+        Every delivered ``get_crops`` result is a tool message holding images; turns of the episode beyond
+        those never reached the policy. Returns how many crops were withdrawn.
+        """
+        if self._episode is None:
+            return 0
+        delivered = sum(1 for m in completion if m.get("role") == "tool" and isinstance(m.get("content"), list)
+                        and any(isinstance(p, dict) and p.get("type") == "image" for p in m["content"]))
+        withdrawn = 0
+        for turn in self._episode.turns[delivered:]:
+            if any(im.round == turn.round and im.delivered for im in self._episode.ledger.images):
+                self._episode.withdraw(turn)
+                withdrawn += len(turn.names)
+        return withdrawn
 
     @property
     def _ledger(self) -> Any:
@@ -132,9 +143,10 @@ class CropEnv:
 
 def make_env_factory(crop_set: str | CropSet = "awares9", max_crops: int | None = None,
                      count_tokens: TokenCounter | None = None,
-                     crops_template: str | None = None) -> Callable[[], CropEnv]:
+                     crops_template: str | None = None, crop_max_pixels: int | None = None) -> Callable[[], CropEnv]:
     """The ``environment_factory`` for ``GRPOTrainer``: a zero-argument constructor of configured envs."""
-    return partial(CropEnv, crop_set, max_crops, count_tokens, crops_template=crops_template)
+    return partial(CropEnv, crop_set, max_crops, count_tokens, crops_template=crops_template,
+                   crop_max_pixels=crop_max_pixels)
 
 
 def crop_tool_schemas(crop_set: str | CropSet = "awares9") -> list[dict[str, Any]]:

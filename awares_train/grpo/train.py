@@ -44,6 +44,21 @@ class AwaresGRPOTrainer(GRPOTrainer):
                 fields[k] = torch.from_numpy(np.stack(v))
         return prompt_ids, images, fields
 
+    def _tool_call_loop(self, prompts: Any, prompt_ids: Any, completion_ids: Any, completions: Any, *args: Any) -> Any:
+        """TRL's tool loop, then the environments are told which crops it rolled back (over the completion budget),
+        so the rewards and metrics count only crops the policy saw; ``awares/rolled_back_crops`` logs them."""
+        out = super()._tool_call_loop(prompts, prompt_ids, completion_ids, completions, *args)
+        final = out[1]
+        withdrawn = [env._reconcile(comp) if hasattr(env, "_reconcile") else 0
+                     for env, comp in zip(self.environments or [], final)]
+        if withdrawn:
+            mode = "train" if self.model.training else "eval"
+            self._metrics[mode]["awares/rolled_back_crops"].append(sum(withdrawn) / len(withdrawn))
+            if any(withdrawn):
+                log.warning("%d crop(s) of %d rollouts did not fit max_completion_length=%s and were rolled back",
+                            sum(withdrawn), len(withdrawn), self.max_completion_length)
+        return out
+
     def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
         output = super()._generate_and_score_completions(inputs)
         pixel = output.get("pixel_values")
@@ -103,11 +118,17 @@ def build_grpo_dataset(cfg: AwaresGRPOConfig, system_prompt: str) -> Any:
             "prompt": [{"role": "system", "content": system_prompt}, {"role": "user", "content": rec["question"]}],
             "images": rec["images"][:1],  # the low-res view; crops come from the tool at run time
             "source_image": rec["source_image"], "answers": rec["answers"], "label": rec["label"],
-            "question": rec["question"], "target_regions": rec["target_regions"],
+            "question": rec["question"], "target_regions": rec["target_regions"], "image_size": rec["image_size"],
         })
     if not rows:
         raise ValueError(f"{cfg.train_data}: no records for GRPO")
     return Dataset.from_list(rows).cast_column("images", Sequence(Image()))
+
+
+def _image_size(path: str) -> tuple[int, int]:
+    from awares_tool.images import open_image
+
+    return open_image(path).size  # header only
 
 
 def run_grpo(cfg: AwaresGRPOConfig) -> Path:
@@ -116,7 +137,9 @@ def run_grpo(cfg: AwaresGRPOConfig) -> Path:
     from awares_tool.backends.hf_processors import load_processor
     from awares_tool.crops import get_crop_set
     from awares_tool.protocol import build_system_prompt
-    from awares_train.grpo.env import make_env_factory
+    from awares_tool.protocol import crops_turn_text
+    from awares_train.grpo.budget import check_completion_budget
+    from awares_train.grpo.env import crop_tool_schemas, make_env_factory
     from awares_train.grpo.monitor import CollapseMonitor, make_collapse_callback, plot_tool_call_rate
     from awares_train.grpo.rewards import build_reward_funcs
     from awares_train.sft.model import load_model, lora_config
@@ -143,8 +166,12 @@ def run_grpo(cfg: AwaresGRPOConfig) -> Path:
     dataset = build_grpo_dataset(cfg, system)
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     crops_template = card_in.get("crops_turn_text")  # the wording the SFT stage trained on
+    if cfg.completion_budget != "off":
+        sizes = [tuple(s) if s else _image_size(p) for s, p in zip(dataset["image_size"], dataset["source_image"])]
+        check_completion_budget(cfg, processor, sizes, tools=crop_tool_schemas(cfg.crop_set),
+                                crops_text=crops_turn_text(["0"], get_crop_set(cfg.crop_set), crops_template))
     factory = make_env_factory(cfg.crop_set, cfg.max_crops, token_counter(processor, model_type, cfg.token_family),
-                               crops_template=crops_template)
+                               crops_template=crops_template, crop_max_pixels=cfg.crop_max_pixels)
     funcs, weights = build_reward_funcs(cfg)
     cfg.reward_weights = weights
     monitor = CollapseMonitor(cfg.collapse_low, cfg.collapse_high, cfg.collapse_patience)
@@ -168,6 +195,7 @@ def run_grpo(cfg: AwaresGRPOConfig) -> Path:
             crops_turn_text=crops_template, request_format="tool",
             metrics={"collapsed": monitor.collapsed, "tool_call_rate": monitor.history[-1] if monitor.history else None},
             training={"stage": "grpo", "start": cfg.model_name_or_path, "sft_adapter": cfg.sft_adapter,
+                      "max_completion_length": cfg.max_completion_length, "crop_max_pixels": cfg.crop_max_pixels,
                       "data": cfg.train_data, "steps": trainer.state.global_step, "rewards": cfg.reward_summary(),
                       "num_generations": cfg.num_generations, "beta": cfg.beta, "learning_rate": cfg.learning_rate},
         )

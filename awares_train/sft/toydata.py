@@ -11,21 +11,23 @@ import json
 from pathlib import Path
 
 from awares_tool.crops import get_crop_set
-from awares_tool.images.lowres import make_lowres_view, parse_lowres
-from awares_tool.protocol import build_system_prompt, crops_turn_text, example_request
+from awares_tool.episode import CropEpisode
+from awares_tool.images.lowres import parse_lowres
+from awares_tool.protocol import CropRequest, build_system_prompt, example_request
 
 __all__ = ["write_toy_trajectories"]
 
 
-def write_toy_trajectories(out_dir: str | Path, n: int, *, size: int = 224, crop_share: float = 0.5,
-                           split: str = "train", seed: int = 0, lowres: str | float = 0.5,
+def write_toy_trajectories(out_dir: str | Path, n: int, *, size: int = 224, height: int | None = None,
+                           crop_share: float = 0.5, split: str = "train", seed: int = 0, lowres: str | float = 0.5,
                            prompt_style: str = "compact") -> Path:
     """Write ``n`` trajectories (``data.jsonl``, ``images/``, ``settings.json``) into ``out_dir``.
 
     Args:
         out_dir: Folder to create.
         n: Number of records.
-        size: Side of the square synthetic images (pixels, >= 200 as the generator requires).
+        size: Width of the synthetic images (pixels, >= 200 as the generator requires).
+        height: Their height (default: ``size``, square).
         crop_share: Share of records that need a crop.
         split: Generator split (``train``/``val``/``test``), for disjoint held-out data.
         seed: Generator seed.
@@ -42,25 +44,29 @@ def write_toy_trajectories(out_dir: str | Path, n: int, *, size: int = 224, crop
     crop_set = get_crop_set("awares9")
     system = build_system_prompt(crop_set, style=prompt_style)  # type: ignore[arg-type]
     policy = parse_lowres(lowres)
-    cfg = SyntheticConfig(width=size, height=size, font_size=max(8, size // 16), crop_share=crop_share, seed=seed)
+    height = height or size
+    cfg = SyntheticConfig(width=size, height=height, font_size=max(8, min(size, height) // 16), crop_share=crop_share,
+                          seed=seed)
     with (out / "data.jsonl").open("w", encoding="utf-8") as fh:
         for i in range(n):
             s = generate_sample(i, cfg, split)
             full, low = f"images/{s.id}.png", f"images/{s.id}_low.png"
             s.image.save(out / full)
-            make_lowres_view(s.image, policy).save(out / low)
+            episode = CropEpisode(s.image, crop_set=crop_set, lowres=policy)
+            episode.first_view().save(out / low)
             msgs = [{"role": "system", "content": [{"type": "text", "text": system}]},
                     {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": s.question}]}]
             images = [low]
             if s.needs_crop:
-                regions = s.target_regions
-                msgs.append({"role": "assistant", "content": [{"type": "text", "text": example_request(regions)}]})
-                for name in regions:
+                request = example_request(s.target_regions)
+                turn = episode.fetch(CropRequest(regions=s.target_regions, form="text", raw=request))
+                msgs.append({"role": "assistant", "content": [{"type": "text", "text": request}]})
+                for name, crop in zip(turn.names, turn.images):
                     rel = f"images/{s.id}_crop-{name}.png"
-                    s.image.crop(crop_set.box(name, *s.image.size)).save(out / rel)
+                    crop.save(out / rel)
                     images.append(rel)
-                msgs.append({"role": "user", "content": [*({"type": "image"} for _ in regions),
-                                                         {"type": "text", "text": crops_turn_text(regions, crop_set)}]})
+                msgs.append({"role": "user", "content": [*({"type": "image"} for _ in turn.images),
+                                                         {"type": "text", "text": turn.text}]})
             msgs.append({"role": "assistant", "content": [{"type": "text", "text": s.answers[0]}]})
             rec = {"id": s.id, "source": "synthetic", "question": s.question, "answers": s.answers,
                    "label": "crop" if s.needs_crop else "direct", "target_regions": s.target_regions,
