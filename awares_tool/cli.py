@@ -170,8 +170,9 @@ def ask(
     question: str = typer.Argument(..., help="The question."),
     backend: Optional[str] = typer.Option(None, "--backend", help="transformers:PATH, llamacpp:GGUF, openai:URL#MODEL."),
     mmproj: Optional[str] = typer.Option(None, "--mmproj", help="Projector GGUF for llamacpp backends."),
-    card: Optional[Path] = typer.Option(None, "--card", help="The model's awares.json (or its folder): its prompt, "
-                                        "crop set, low-res policy and request format; for models behind a server."),
+    card: Optional[str] = typer.Option(None, "--card", help="The model's awares.json (or its folder), or a built-in card "
+                                       "(awares-official: the published AWARES-Qwen2.5-VL-7B): its prompt, crop set, "
+                                       "low-res policy, request format and pixel limits."),
     tool_images: bool = typer.Option(False, "--tool-images", help="openai backends: send crops inside the tool "
                                      "message (vLLM; for models trained with tool calls)."),
     mode: str = typer.Option("awares", "--mode", help="awares, lowres, fullres, all_crops, full_on_request."),
@@ -191,9 +192,11 @@ def ask(
             if not (backend or "").startswith("openai:"):
                 raise typer.BadParameter("--tool-images applies to openai:URL#MODEL backends only")
             options["tool_images"] = True
-        from .backends.base import ModelCard
+        from .backends.cards import load_card
 
-        named_card = ModelCard.read(card) if card is not None else None  # a bad path fails before the model loads
+        named_card = load_card(card) if card is not None else None  # a bad name or path fails before the model loads
+        if named_card is not None and (backend or "").split(":")[0] in ("transformers", "hf", "openai"):
+            options["model_card"] = named_card  # these apply its pixel limits / wording themselves
         be = resolve_backend(backend, **options)
         if named_card is not None:
             be.model_card = named_card

@@ -151,12 +151,18 @@ class ModelCard(BaseModel):
     """
 
     format: str = "awares-model-card/1"
+    name: str | None = Field(None, description="Name of a built-in card (e.g. 'awares-official').")
     family: str | None = None
     crop_set: str = "awares9"
     lowres: dict[str, Any] | None = None
     system_prompt: str | None = None
-    crops_turn_text: str | None = Field(None, description="Template with a {regions} placeholder.")
+    crops_turn_text: str | None = Field(
+        None, description="Template with a {regions} placeholder; '' sends the crops as a turn of images only.")
     request_format: Literal["text", "tool"] = "text"
+    min_pixels: int | None = Field(None, description="The processor's min_pixels the model was trained with.")
+    max_pixels: int | None = Field(None, description="The processor's max_pixels the model was trained with.")
+    model_ids: list[str] = Field(default_factory=list, description="Hub ids this card belongs to.")
+    source: str | None = Field(None, description="Where the protocol and wording come from.")
     image_size: list[int] | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)

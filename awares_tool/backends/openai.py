@@ -30,6 +30,7 @@ from typing import Any, Sequence
 
 from ..errors import BackendError, BackendTimeoutError, BackendUnavailableError, require_extra
 from awares_tool.images import to_data_uri
+from .cards import card_for_model, load_card
 from .base import Generation, GenerationSettings, ImagePart, Message, ModelCard, TextPart, Timings, Usage
 
 __all__ = ["OpenAIBackend", "to_openai_messages", "move_tool_images", "guess_family"]
@@ -193,8 +194,10 @@ class OpenAIBackend:
         self.use_tools = use_tools
         self.image_format = image_format
         self.extra_body = dict(extra_body or {})
+        if model_card is None and model:
+            model_card = card_for_model(model)  # a published checkpoint served under its hub id
         self.model_card = model_card if model_card is None or isinstance(model_card, ModelCard) else (
-            ModelCard.read(model_card))
+            load_card(model_card))
         self.tool_images = tool_images
         self._family_override = token_family
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}

@@ -128,6 +128,7 @@ class ReplayBackend:
         self.name = f"replay:{getattr(inner, 'name', type(inner).__name__)}"
         self.token_family = getattr(inner, "token_family", None)
         self.model_card = getattr(inner, "model_card", None)
+        self.max_pixels = getattr(inner, "max_pixels", None)  # the model's pixel cap shapes the first view
         self._next = 0
 
     def generate(self, messages, settings, *, state=None, tools=None) -> Generation:

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 from ..errors import BackendError, BackendUnavailableError, require_extra
 from .base import Generation, GenerationSettings, ImagePart, Message, ModelCard, Timings, Usage
+from .cards import card_for_model, load_card
 
 __all__ = ["TransformersBackend", "MODEL_TYPE_TO_FAMILY"]
 
@@ -62,6 +63,9 @@ class TransformersBackend:
         max_pixels: Override the image processor's maximum pixels (Qwen-VL families).
         attn_implementation: ``"sdpa"`` or ``"eager"``.
         reuse_cache: Allow KV-cache reuse when the loop passes the previous turn's state.
+        model_card: The protocol to speak (a :class:`ModelCard`, a built-in card name such as
+            ``"awares-official"`` or a card path); default: the folder's ``awares.json``, else the built-in card
+            of a published checkpoint's hub id.
     """
 
     def __init__(
@@ -75,6 +79,7 @@ class TransformersBackend:
         max_pixels: int | None = None,
         attn_implementation: str = "sdpa",
         reuse_cache: bool = True,
+        model_card: ModelCard | str | None = None,
     ) -> None:
         torch = require_extra("torch", "hf")
         transformers = require_extra("transformers", "hf")
@@ -94,6 +99,13 @@ class TransformersBackend:
         except (OSError, ValueError) as e:
             raise BackendUnavailableError(f"cannot load model {model!r}: {e}") from e
         self.model.to(device).eval()
+        # The card of a published checkpoint carries the pixel limits it was trained with; explicit ones win.
+        if isinstance(model_card, str):
+            model_card = load_card(model_card)
+        self.model_card = model_card or card_for_model(model)
+        card = self.model_card
+        min_pixels = min_pixels or (card.min_pixels if card else None)
+        max_pixels = max_pixels or (card.max_pixels if card else None)
         ip = getattr(self.processor, "image_processor", None)
         if ip is not None and (min_pixels or max_pixels):
             size = dict(getattr(ip, "size", {}) or {})
@@ -111,7 +123,6 @@ class TransformersBackend:
         # tool loop trains models; other families' templates have no tool turn at all.
         template = getattr(self.processor, "chat_template", None) or ""
         self.supports_tool_images = self.model_type in _REUSABLE and "tool_response" in template
-        self.model_card = ModelCard.from_folder(path)
         self._image_token_id = getattr(self.model.config, "image_token_id", None) or getattr(
             self.model.config, "image_token_index", None
         )

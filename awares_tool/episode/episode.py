@@ -64,7 +64,8 @@ class CropsTurn(BaseModel):
 
     def parts(self) -> list[dict[str, Any]]:
         """The turn as chat content parts: each crop image, then the text (TRL's tool-result shape)."""
-        return [*({"type": "image", "image": im} for im in self.images), {"type": "text", "text": self.text}]
+        images = [{"type": "image", "image": im} for im in self.images]
+        return [*images, {"type": "text", "text": self.text}] if self.text else images
 
 
 def model_view_size(size: tuple[int, int], model_max_pixels: int | None) -> tuple[int, int]:

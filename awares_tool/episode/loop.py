@@ -166,7 +166,7 @@ class _Driver:
             invalid=list(request.invalid), boxes=dict(zip(turn.names, turn.boxes)), fallback=request.fallback,
             form=request.form))
         parts: list[Any] = [ImagePart(image=c, label=f"crop {n}") for n, c in zip(turn.names, turn.images)]
-        delivery = [*parts, TextPart(text=turn.text)]
+        delivery = [*parts, TextPart(text=turn.text)] if turn.text else parts
         if request.form in ("tool_call", "function") and getattr(self.backend, "supports_tool_images", False):
             # The backend renders images inside a tool turn (as TRL's tool loop trains them): answer the call there.
             call_id = str((assistant.tool_calls or [{}])[0].get("id", "")) or None

@@ -101,13 +101,14 @@ def crops_turn_text(names: Sequence[str], crop_set: CropSet, template: str | Non
     Args:
         names: The regions delivered, in the order of the images.
         crop_set: The crop set, for the region descriptions.
-        template: A model card's template with a ``{regions}`` placeholder (names joined by ", ").
+        template: A model card's template with a ``{regions}`` placeholder (names joined by ", "); ``""``
+            means no text at all (the turn holds only the crop images).
 
     Returns:
         E.g. ``"High-resolution crops: 0 (top-left quarter), 5 (top half). Answer the question now."``.
         Names the set does not know (e.g. a box the loop cut itself) are listed without description.
     """
-    if template:
+    if template is not None:  # "" is a template too: the crops arrive as images only (the official protocol)
         return template.format(regions=", ".join(str(n) for n in names))
     described = {r.name: r.description for r in crop_set.regions}
     parts = [f"{n} ({described[n]})" if n in described else str(n) for n in names]
