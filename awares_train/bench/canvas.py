@@ -37,6 +37,7 @@ class RenderContext:
     targets: list[str]
     font_size: int
     digit_px: int
+    template: str = ""
 
     @property
     def tiny(self) -> bool:

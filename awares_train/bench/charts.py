@@ -17,14 +17,18 @@ from . import content as C
 from .canvas import Block, RenderContext, Rendered, draw_text, place_blocks, text_box
 from .placement import maps_to, overlaps, place_box
 
-__all__ = ["render_chart", "pairs_supported"]
+__all__ = ["render_chart", "templates"]
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def pairs_supported(vocabulary: str) -> bool:
-    """Two-crop chart items add two labels; the tiny vocabulary has no sums, so it has none."""
-    return vocabulary != "tiny"
+def templates(vocabulary: str, pair: bool) -> tuple[str, ...]:
+    """Question templates of charts; two-crop items add two labels, which the tiny vocabulary cannot."""
+    if pair:
+        return () if vocabulary == "tiny" else ("chart-bar-sum",)
+    if vocabulary == "tiny":
+        return ("chart-bar-value", "chart-legend")
+    return ("chart-bar-value", "chart-legend", "chart-line-max")
 
 
 class _Chart:
@@ -42,7 +46,8 @@ class _Chart:
         self.tick_h = text_box("Jg", f)[1] + 2 * self.gap if ticks else 0
         self.x0 = self.m + 2
         self.x1 = W - self.m
-        self.top = self.m + self.title_h + self.lh
+        # the plot reaches up to the top margin; the title is drawn only where nothing of the plot is
+        self.top = self.m + self.lh
         self.base = H - self.m - self.tick_h
         self.min_bar = max(4, f // 2)
         self.vmax = rng.uniform(40, 950) if not ctx.tiny else float(rng.randint(60, 999))
@@ -85,32 +90,28 @@ class _Chart:
             return None
         return box, value, text
 
-    def slots_through(self, centres: list[float], s_min: float) -> tuple[float, list[float]] | None:
-        """A regular slot grid of width >= ``s_min`` with a slot centred on each of ``centres``."""
-        rng = self.ctx.rng
-        n_colors = len(self.ctx.colors)
-        span = self.x1 - self.x0
-        if s_min * 3 > span:
-            return None
-        if len(centres) == 1:
-            s = rng.uniform(s_min, min(2.2 * s_min, span / 3))
-        else:
-            d = abs(centres[1] - centres[0])
-            options = [d / j for j in range(1, n_colors) if s_min <= d / j <= span / 3]
-            if not options:
-                return None
-            s = rng.choice(options)
+    def slots_through(self, centres: list[float], s_min: float, n_min: int = 2,
+                      n_max: int | None = None) -> tuple[float, list[float]] | None:
+        """A regular grid of ``n_min``-``n_max`` slots (width >= ``s_min``) across the plot, with a slot centred
+        on each of ``centres``; the grid spans the plot's width within a slot and a half at each end."""
+        n_max = min(n_max or len(self.ctx.colors), len(self.ctx.colors) if n_max is None else n_max)
         lo, hi = min(centres), max(centres)
-        left = int((lo - self.x0) / s - 0.5)
-        right = int((self.x1 - hi) / s - 0.5)
-        inner = round((hi - lo) / s) + 1
-        if left < 0 or right < 0 or inner > n_colors:
+        options = []
+        for n in range(n_min, n_max + 1):
+            for k in range(n):  # slot of the leftmost centre
+                if len(centres) == 1:
+                    spans = [(lo - self.x0) / (k + 0.5)]
+                else:
+                    spans = [(hi - lo) / j for j in range(1, n - k)]
+                for s in spans:
+                    g0 = lo - (k + 0.5) * s
+                    end = g0 + n * s
+                    if s >= s_min and self.x0 - 1e-6 <= g0 <= self.x0 + 1.5 * s and self.x1 - 1.5 * s <= end <= self.x1:
+                        options.append((s, g0, n))
+        if not options:
             return None
-        n_left = rng.randint(0, min(left, n_colors - inner))
-        n_right = rng.randint(0, min(right, n_colors - inner - n_left))
-        if inner + n_left + n_right < 3:
-            return None
-        return s, [lo + (i - n_left) * s for i in range(inner + n_left + n_right)]
+        s, g0, n = self.ctx.rng.choice(options)
+        return s, [g0 + (i + 0.5) * s for i in range(n)]
 
     def legend_block(self, entries: list[tuple[str, str]], asked: int) -> Block:
         f, gap, lh = self.f, self.gap, self.lh
@@ -120,9 +121,10 @@ class _Chart:
         pad = max(3, f // 3)
         colors = self.ctx.colors
 
+        height = (len(entries) - 1) * line_h + max(sw, text_box("Hg", f)[1]) + 2 * pad
+
         def draw(d: ImageDraw.ImageDraw, ox: int, oy: int) -> None:
-            d.rectangle((ox, oy, ox + inner + 2 * pad, oy + len(entries) * line_h + 2 * pad), fill=(255, 255, 255),
-                        outline=(150, 150, 150))
+            d.rectangle((ox, oy, ox + inner + 2 * pad, oy + height), fill=(255, 255, 255), outline=(150, 150, 150))
             for i, (c, t) in enumerate(entries):
                 x, y = ox + pad, oy + pad + i * line_h
                 d.rectangle((x, y, x + sw - 1, y + sw - 1), fill=colors[c])
@@ -131,11 +133,17 @@ class _Chart:
         tw, th, _, _ = text_box(entries[asked][1], f)
         ey = pad + asked * line_h
         ev = (pad, ey, pad + sw + 2 * gap + tw, ey + max(sw, th))
-        return Block(inner + 2 * pad + 1, len(entries) * line_h + 2 * pad + 1, ev, draw)
+        return Block(inner + 2 * pad + 1, height + 1, ev, draw)
 
 
-def _draw_frame(d: ImageDraw.ImageDraw, ch: _Chart, title: str) -> None:
-    draw_text(d, ch.m, ch.m, title, ch.title_size, fill=(30, 30, 50))
+def _draw_frame(d: ImageDraw.ImageDraw, ch: _Chart, title: str, occupied: list,
+                segments: list | None = None) -> None:
+    tw, th, _, _ = text_box(title, ch.title_size)
+    tbox = (ch.m, ch.m, ch.m + tw, ch.m + th)
+    clear = tbox[2] < ch.x1 and not any(overlaps(tbox, b, ch.gap) for b in occupied) and not any(
+        _segment_hits(p, q, tbox, ch.gap) for p, q in segments or [])
+    if clear:
+        draw_text(d, ch.m, ch.m, title, ch.title_size, fill=(30, 30, 50))
     d.line((ch.x0, ch.base, ch.x1, ch.base), fill=(60, 60, 60), width=max(1, ch.f // 12))
     d.line((ch.x0, ch.top, ch.x0, ch.base), fill=(60, 60, 60), width=max(1, ch.f // 12))
 
@@ -149,7 +157,16 @@ def _bars(ctx: RenderContext, ch: _Chart, template: str) -> Rendered | None:
     evidence: list = []
     fixed: dict[int, tuple[float, str]] = {}  # slot index -> (value, label) of evidence bars
     if template == "chart-legend":
-        n = rng.randint(3, min(6, len(names)))
+        s_min = max(ch.label_bound() * 1.2, 1.5 * f)
+        span = ch.x1 - ch.x0
+        if s_min * 2 > span:
+            return None
+        s = rng.uniform(s_min, min(2.2 * s_min, span / 2))
+        centres = [ch.x0 + (i + 0.5) * s for i in range(int(span / s))]
+        fits = int(0.6 * ch.plot_h / (text_box("Hg", f)[1] * 1.5 + 2))  # legend rows that leave room for bars
+        if fits < 2:
+            return None
+        n = rng.randint(2, max(2, min(6, len(names), len(centres), fits)))
         colors = rng.sample(names, k=n)
         labels = ([C.code(rng) for _ in colors] if ctx.tiny else rng.sample(C.SERIES, k=n))
         legend_entries = list(zip(colors, labels))
@@ -163,12 +180,6 @@ def _bars(ctx: RenderContext, ch: _Chart, template: str) -> Rendered | None:
         lbox, ev = block.at(*legend_at)
         obstacles.append(lbox)
         evidence.append(ev)
-        s_min = max(ch.label_bound() * 1.2, 1.5 * f)
-        span = ch.x1 - ch.x0
-        if s_min * 3 > span:
-            return None
-        s = rng.uniform(s_min, min(2.2 * s_min, span / 3))
-        centres = [ch.x0 + (i + 0.5) * s for i in range(int(span / s))]
         bar_colors = colors
     else:
         labels_placed = []
@@ -227,7 +238,7 @@ def _bars(ctx: RenderContext, ch: _Chart, template: str) -> Rendered | None:
     d = ImageDraw.Draw(img)
     title = "".join(rng.choice("abcdefghij") for _ in range(6)) if ctx.tiny else rng.choice(
         ("Sales by product", "Units shipped", "Revenue by line", "Orders per product", "Output by plant"))
-    _draw_frame(d, ch, title)
+    _draw_frame(d, ch, title, [b[0] for b in bars] + [b[3] for b in bars] + obstacles)
     year = rng.randint(2004, 2016)
     for rect, color, text, lbox in bars:
         d.rectangle(tuple(int(round(v)) for v in rect), fill=ctx.colors[color])
@@ -273,7 +284,7 @@ def _lines(ctx: RenderContext, ch: _Chart) -> Rendered | None:
     if got is None:
         return None
     ebox, evalue, etext = got
-    grid = ch.slots_through([(ebox[0] + ebox[2]) / 2], max(ch.label_bound() * 1.15, 2.2 * f))
+    grid = ch.slots_through([(ebox[0] + ebox[2]) / 2], max(ch.label_bound() * 1.15, 2.2 * f), 4, 10)
     if grid is None:
         return None
     s, centres = grid
@@ -293,7 +304,11 @@ def _lines(ctx: RenderContext, ch: _Chart) -> Rendered | None:
     # the evidence label sits above the main series' maximum; its own neighbours are lower, so no line crosses it
     img = Image.new("RGB", (ctx.width, ctx.height), (255, 255, 255))
     d = ImageDraw.Draw(img)
-    _draw_frame(d, ch, rng.choice(("Monthly output", "Visitors per month", "Average price", "Orders by month")))
+    pts_all = [[(cx, ch.y_for(v)) for cx, v in zip(centres, vals)] for vals in series]
+    segs = [seg for pts in pts_all for seg in zip(pts, pts[1:])]
+    points = [(x - mr, y - mr - ch.gap - ch.lh, x + mr, y + mr) for pts in pts_all for x, y in pts]
+    _draw_frame(d, ch, rng.choice(("Monthly output", "Visitors per month", "Average price", "Orders by month")),
+                [ebox] + points, segs)
     start = rng.randrange(12)
     for i, cx in enumerate(centres):
         tick = _MONTHS[(start + i) % 12]
@@ -323,12 +338,10 @@ def _lines(ctx: RenderContext, ch: _Chart) -> Rendered | None:
 def render_chart(ctx: RenderContext) -> Rendered | None:
     """Draw one chart item (see the module docstring), or ``None`` when its layout does not fit."""
     ch = _Chart(ctx)
-    if ch.plot_h < 6 * ch.lh:
+    if ch.plot_h < 3 * ch.lh:
         return None
-    if ctx.pair:
-        return _bars(ctx, ch, "chart-bar-sum")
-    options = ("chart-bar-value", "chart-legend") if ctx.tiny else ("chart-bar-value", "chart-legend", "chart-line-max")
-    template = ctx.rng.choice(options)
-    if template == "chart-line-max":
+    if ctx.template not in templates(ctx.profile.vocabulary, ctx.pair):
+        raise ValueError(f"chart template {ctx.template!r} does not fit this item")
+    if ctx.template == "chart-line-max":
         return _lines(ctx, ch)
-    return _bars(ctx, ch, template)
+    return _bars(ctx, ch, ctx.template)

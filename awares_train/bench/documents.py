@@ -17,7 +17,14 @@ from . import content as C
 from .placement import overlaps
 from .canvas import Block, RenderContext, Rendered, draw_text, flow_filler, place_blocks, text_box, word_length
 
-__all__ = ["render_document", "FIELDS"]
+__all__ = ["render_document", "templates", "FIELDS"]
+
+
+def templates(vocabulary: str, pair: bool) -> tuple[str, ...]:
+    """Question templates of documents (repeated names weigh more)."""
+    if vocabulary == "tiny":
+        return ("doc-tiny-larger",) if pair else ("doc-tiny-field",)
+    return ("doc-field-pair",) if pair else ("doc-field", "doc-field", "doc-table", "doc-note")
 
 # label, question, noun phrase (for two-field questions), value maker, metric, answer type
 Field = tuple[str, str, str, Callable[[random.Random], str], str, str]
@@ -146,6 +153,8 @@ def render_document(ctx: RenderContext) -> Rendered | None:
     m = max(6, round(0.05 * min(W, H)))
     area = (m, m, W - m, H - m)
     evidence_color = None
+    if ctx.template not in templates(ctx.profile.vocabulary, ctx.pair):
+        raise ValueError(f"document template {ctx.template!r} does not fit this item")
     if ctx.tiny:
         colors = rng.sample(list(ctx.colors), k=len(ctx.targets))
         used: set[str] = set(colors)
@@ -168,13 +177,13 @@ def render_document(ctx: RenderContext) -> Rendered | None:
         question = f"What are the {a[2]} and the {b[2]}?"
         answers, metric, template, atype = [f"{va} and {vb}", f"{va}, {vb}"], "anls", "doc-field-pair", "phrase"
     else:
-        choice = rng.choice(("field", "field", "table", "notes"))
-        if choice == "field":
+        choice = ctx.template
+        if choice == "doc-field":
             f = rng.choice(FIELDS)
             value = f[3](rng)
             blocks = [_field_block(ctx, f, value)]
             question, answers, metric, template, atype = f[1], [value], f[4], f"doc-field:{f[0]}", f[5]
-        elif choice == "table":
+        elif choice == "doc-table":
             block, question, value, metric = _table_block(ctx)
             blocks, answers, template, atype = [block], [value], "doc-table", "number"
         else:

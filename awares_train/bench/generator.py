@@ -36,12 +36,10 @@ from awares_tool.crops import Box
 from awares_tool.errors import AwaresError
 
 from .canvas import RenderContext, Rendered
-from .charts import pairs_supported, render_chart
-from .documents import render_document
+from . import charts, documents, scenes
 from .placement import maps_to, sample_targets
 from .profiles import ASPECTS, BenchProfile, get_profile
-from .readability import digit_height, font_for_digit_height, readability, view_scales
-from .scenes import render_scene
+from .readability import Readability, ViewScales, digit_height, font_for_digit_height, readability, view_scales
 
 __all__ = ["KINDS", "SPLITS", "BenchConfig", "BenchItem", "GenerationError", "generate_item", "iter_items",
            "write_split", "split_stats"]
@@ -52,7 +50,10 @@ KINDS: tuple[str, ...] = ("document", "chart", "scene")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 GENERATOR_VERSION = "awares-bench/1"
 _RENDERERS: dict[str, Callable[[RenderContext], Rendered | None]] = {
-    "document": render_document, "chart": render_chart, "scene": render_scene,
+    "document": documents.render_document, "chart": charts.render_chart, "scene": scenes.render_scene,
+}
+_TEMPLATES: dict[str, Callable[[str, bool], tuple[str, ...]]] = {
+    "document": documents.templates, "chart": charts.templates, "scene": scenes.templates,
 }
 _MIN_SHORT_SIDE = 112
 
@@ -75,6 +76,9 @@ class BenchConfig(BaseModel):
     threshold_px: float | None = Field(None, gt=0, description="Override the profile's readability threshold.")
     margin: float | None = Field(None, ge=1.0, description="Override the profile's margin around the threshold.")
     max_attempts: int = Field(200, ge=1, description="Redraws per item before giving up.")
+    balance_sizes: bool = Field(True, description=(
+        "Keep a size only if the item also fits with the other label (drawn on a side stream), so that image "
+        "sizes do not differ between labels; about twice the drawing time."))
 
     @field_validator("kinds")
     @classmethod
@@ -141,6 +145,30 @@ def _digit_band(profile: BenchProfile, needs_crop: bool, low_scale: float, crop_
     return max(profile.min_unreadable * thr, thr * m * low_scale / crop_scale), thr / m
 
 
+def _draw_digit_size(rng: random.Random, profile: BenchProfile, scales: ViewScales, targets: list[str], label: bool,
+                     band: tuple[float, float]) -> tuple[int, Readability] | None:
+    """A font size whose digit height in the low-res view falls in ``band`` (log-uniform), or None."""
+    low_px = math.exp(rng.uniform(math.log(band[0]), math.log(band[1])))
+    size = font_for_digit_height(low_px / scales.lowres)
+    read = readability(profile, scales, digit_height(size), targets)
+    thr, m = profile.threshold_px, profile.margin
+    low = read.digit_px_lowres
+    ok = (low < thr / m and read.digit_px_crop >= thr * m) if label else low >= thr * m
+    return (size, read) if ok else None
+
+
+def _render(kind: str, ctx: RenderContext) -> Rendered | None:
+    """Draw with the kind's renderer; None when it does not fit or its evidence misses the targets."""
+    rendered = _RENDERERS[kind](ctx)
+    if rendered is None:
+        return None
+    mapped = [maps_to(box, ctx.width, ctx.height) for box in rendered.evidence]
+    if mapped != [[t] for t in ctx.targets]:
+        log.debug("%s: evidence maps to %s, not %s; redrawing", kind, mapped, ctx.targets)
+        return None
+    return rendered
+
+
 def _rng(cfg: BenchConfig, split: str, index: int) -> random.Random:
     # a str seed is hashed with sha512 by `random`: stable across runs, platforms and Python versions
     return random.Random(f"awares-bench:{cfg.profile}:{cfg.seed}:{split}:{index}")
@@ -157,29 +185,39 @@ def generate_item(cfg: BenchConfig, split: str, index: int) -> tuple[BenchItem, 
     kinds = [k for k in KINDS if cfg.kinds.get(k, 0) > 0]
     kind = rng.choices(kinds, weights=[cfg.kinds[k] for k in kinds])[0]
     needs_crop = rng.random() >= cfg.lowres_share
-    allow_pairs = kind != "chart" or pairs_supported(profile.vocabulary)
+    # the question template (and with it one or two evidence boxes) is fixed before anything is redrawn, so
+    # that templates occur in the same proportions with both labels
+    pair = bool(_TEMPLATES[kind](profile.vocabulary, True)) and rng.random() < cfg.pair_share
+    template = rng.choice(_TEMPLATES[kind](profile.vocabulary, pair))
     for _ in range(cfg.max_attempts):
         width, height, aspect = _sample_size(rng, profile, kind)
-        targets = sample_targets(rng, cfg.pair_share, allow_pairs)
+        targets = sample_targets(rng, 1.0 if pair else 0.0, pair)
         scales = view_scales(profile, width, height)
         crop_scale = min(scales.crops[t] for t in targets)
-        lo, hi = _digit_band(profile, needs_crop, scales.lowres, crop_scale)
-        if lo > hi:
+        # a size and target are kept only if both labels are possible there, so that accepted sizes do not
+        # depend on the label through this step
+        bands = {label: _digit_band(profile, label, scales.lowres, crop_scale) for label in (True, False)}
+        if any(lo > hi for lo, hi in bands.values()):
             continue
-        low_px = math.exp(rng.uniform(math.log(lo), math.log(hi)))
-        size = font_for_digit_height(low_px / scales.lowres)
-        read = readability(profile, scales, digit_height(size), targets)
-        low, thr, m = read.digit_px_lowres, profile.threshold_px, profile.margin
-        in_band = (low < thr / m and read.digit_px_crop >= thr * m) if needs_crop else low >= thr * m
-        if not in_band:
+        # a digit height for each label (own label first, so the draw order is fixed)
+        fonts: dict[bool, tuple[int, Readability]] = {}
+        for label in (needs_crop, not needs_crop):
+            got = _draw_digit_size(rng, profile, scales, targets, label, bands[label])
+            if got is not None:
+                fonts[label] = got
+        if needs_crop not in fonts or (cfg.balance_sizes and len(fonts) < 2):
             continue
-        ctx = RenderContext(rng, width, height, profile, targets, size, digit_height(size))
-        rendered = _RENDERERS[kind](ctx)
+        size, read = fonts[needs_crop]
+        if cfg.balance_sizes:
+            # draw the same item with the other label on a side stream and keep this size only if that fits
+            # too: then which sizes survive does not depend on the label, and image size says nothing about it
+            side = random.Random(rng.getrandbits(64))
+            other = fonts[not needs_crop][0]
+            if _render(kind, RenderContext(side, width, height, profile, targets, other, digit_height(other),
+                                           template)) is None:
+                continue
+        rendered = _render(kind, RenderContext(rng, width, height, profile, targets, size, digit_height(size), template))
         if rendered is None:
-            continue
-        mapped = [maps_to(box, width, height) for box in rendered.evidence]
-        if mapped != [[t] for t in targets]:
-            log.debug("%s %s-%d: evidence maps to %s, not %s; redrawing", kind, split, index, mapped, targets)
             continue
         item_id = f"{split}-{index:06d}"
         item = BenchItem(

@@ -19,7 +19,14 @@ from . import content as C
 from .canvas import Block, RenderContext, Rendered, draw_text, place_blocks, text_box
 from .placement import overlaps
 
-__all__ = ["render_scene"]
+__all__ = ["render_scene", "templates"]
+
+
+def templates(vocabulary: str, pair: bool) -> tuple[str, ...]:
+    """Question templates of scenes."""
+    if pair:
+        return ("scene-larger-code",)
+    return ("scene-code", "scene-color", "scene-count") + (() if vocabulary == "tiny" else ("scene-sign",))
 
 _SKIES = ((196, 222, 240), (214, 226, 236), (232, 224, 210), (205, 215, 225))
 _GROUNDS = ((170, 190, 150), (196, 184, 160), (160, 170, 175), (185, 200, 170))
@@ -122,6 +129,8 @@ def render_scene(ctx: RenderContext) -> Rendered | None:
     area = (m, m, W - m, H - m)
     palette = list(ctx.colors)
     combos = [(s, c) for s in C.SHAPES for c in palette]
+    if ctx.template not in templates(ctx.profile.vocabulary, ctx.pair):
+        raise ValueError(f"scene template {ctx.template!r} does not fit this item")
     distract: list[Block] = []
     required = 0  # leading distractors the question needs (same-shape objects of other colours)
     if ctx.pair:
@@ -133,8 +142,7 @@ def render_scene(ctx: RenderContext) -> Rendered | None:
         rest = [x for x in combos if x not in ((s1, c1), (s2, c2))]
         distract = [_tagged(ctx, s, c, C.code(rng)) for s, c in rng.sample(rest, k=rng.randint(3, 7))]
     else:
-        options = ["scene-code", "scene-color", "scene-count"] + ([] if ctx.tiny else ["scene-sign"])
-        template = rng.choice(options)
+        template = ctx.template
         if template == "scene-code":
             shape, color = rng.choice(combos)
             value = C.code(rng, 3 if ctx.tiny else rng.choice((2, 3, 4)))

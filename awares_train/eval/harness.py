@@ -256,11 +256,16 @@ def _summary(label: str, mode: str, bench: str, rs: list[ItemResult]) -> ModeSum
         mean_latency_s=sum(lat) / len(lat), p50_latency_s=statistics.median(lat),
         errors=sum(r.error is not None for r in rs),
         decision_accuracy=decision, region_accuracy=region, region_confusion=confusion,
-        accuracy_ci=score_interval([r.score for r in rs]), mean_rtr_ci=t_interval(rtrs),
+        accuracy_ci=score_interval([r.score for r in rs]), mean_rtr_ci=_nonnegative(t_interval(rtrs)),
         decision_ci=decision_ci, region_ci=region_ci,
         n_decision=len(known) if decision is not None else None,
         n_region=len(targeted) if region is not None else None,
     )
+
+
+def _nonnegative(ci: tuple[float, float] | None) -> tuple[float, float] | None:
+    """RTR is never negative; a t interval of few items can reach below 0."""
+    return None if ci is None else (max(0.0, ci[0]), ci[1])
 
 
 def _region_key(names: Sequence[str]) -> str:
@@ -336,6 +341,14 @@ def intervals_markdown(summaries: Sequence[ModeSummary], *, oracle_rtr: dict[str
     return "\n".join(lines)
 
 
+def _short_label(label: str) -> str:
+    """``transformers:/a/b/tiny-awares`` -> ``tiny-awares``: plots have no room for paths."""
+    if "#" in label:  # openai:URL#MODEL
+        return label.rsplit("#", 1)[-1] or label
+    tail = label.rsplit(":", 1)[-1] if "/" in label else label
+    return tail.rstrip("/").rsplit("/", 1)[-1] or label
+
+
 def plot_accuracy_vs_rtr(summaries: Sequence[ModeSummary], path: str | Path, *, title: str | None = None,
                          benchmark: str | None = None, oracle_rtr: float | None = None) -> Path:
     """Scatter accuracy against mean RTR, one point per (label, mode) on the overall (or only) benchmark.
@@ -355,7 +368,7 @@ def plot_accuracy_vs_rtr(summaries: Sequence[ModeSummary], path: str | Path, *, 
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     if oracle_rtr is not None:
         ax.axvline(oracle_rtr, color="grey", linestyle="--", linewidth=1, label=f"oracle RTR {oracle_rtr:.3f}")
-        ax.legend(loc="lower right", fontsize=8)
+    with_ci = any(s.accuracy_ci or s.mean_rtr_ci for s in pick)
     for s in pick:
         if s.mean_rtr is None:
             continue
@@ -364,12 +377,18 @@ def plot_accuracy_vs_rtr(summaries: Sequence[ModeSummary], path: str | Path, *, 
             xerr = [[max(0.0, s.mean_rtr - s.mean_rtr_ci[0])], [max(0.0, s.mean_rtr_ci[1] - s.mean_rtr)]]
         if s.accuracy_ci:
             yerr = [[max(0.0, 100 * (s.accuracy - s.accuracy_ci[0]))], [max(0.0, 100 * (s.accuracy_ci[1] - s.accuracy))]]
-        ax.errorbar(s.mean_rtr, 100 * s.accuracy, xerr=xerr, yerr=yerr, fmt="o", markersize=7, capsize=3)
-        ax.annotate(f"{s.label} / {s.mode}", (s.mean_rtr, 100 * s.accuracy), textcoords="offset points",
-                    xytext=(6, 4), fontsize=8)
+        name = f"{_short_label(s.label)} / {s.mode}"
+        if with_ci:  # error bars: points are named in the legend, where long names cannot cover the plot
+            ax.errorbar(s.mean_rtr, 100 * s.accuracy, xerr=xerr, yerr=yerr, fmt="o", markersize=7, capsize=3,
+                        label=name)
+        else:
+            ax.scatter(s.mean_rtr, 100 * s.accuracy, s=60)
+            ax.annotate(name, (s.mean_rtr, 100 * s.accuracy), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    if with_ci or oracle_rtr is not None:
+        ax.legend(loc="best", fontsize=7)
     ax.set_xlabel("mean RTR (visual tokens / full-resolution tokens)")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(title or "accuracy vs visual-token cost")
+    ax.set_title(title or "accuracy vs visual-token cost", fontsize=10)
     ax.grid(alpha=0.3)
     ax.set_xlim(left=0)
     fig.tight_layout()
