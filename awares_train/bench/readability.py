@@ -44,7 +44,7 @@ def digit_height(size: int) -> int:
 def font_for_digit_height(px: float) -> int:
     """The font size whose digit height is closest to ``px`` (ties to the smaller size)."""
     target = max(px, 1.0)
-    lo = max(_MIN_FONT, int(target / 0.75) - 3)
+    lo = min(max(_MIN_FONT, int(target / 0.75) - 3), _MAX_FONT - 12)  # beyond the largest size: the largest
     best = min(range(lo, min(_MAX_FONT, lo + 12) + 1), key=lambda s: (abs(digit_height(s) - target), s))
     return best
 
