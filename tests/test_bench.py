@@ -182,6 +182,8 @@ def test_impossible_settings_fail_with_a_clear_error():
         get_profile("nope")
     with pytest.raises(GenerationError, match="lower the threshold"):
         generate_item(BenchConfig(profile="tiny", threshold_px=300, max_attempts=5), "test", 0)
+    with pytest.raises(GenerationError, match="lower the threshold"):  # fits the size, but no layout does
+        generate_item(BenchConfig(profile="tiny", threshold_px=30, max_attempts=3), "test", 0)
 
 
 # --- loading and running --------------------------------------------------------------------------------------

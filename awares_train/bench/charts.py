@@ -172,13 +172,18 @@ def _bars(ctx: RenderContext, ch: _Chart, template: str) -> Rendered | None:
         legend_entries = list(zip(colors, labels))
         asked = rng.randrange(n)
         block = ch.legend_block(legend_entries, asked)
-        area = (ch.x0 + ch.gap, ch.top, ch.x1, ch.base - ch.gap)
+        area = (ch.x0 + ch.gap, ch.top, ch.x1, ctx.height - ch.m)
         spot = place_blocks(ctx, [block], area, pad=f)
         if spot is None:
             return None
         legend_at = spot[0]
         lbox, ev = block.at(*legend_at)
-        obstacles.append(lbox)
+        if lbox[3] > ch.base - ch.gap or (lbox[1] + lbox[3]) / 2 > (ch.top + ch.base) / 2:
+            ch.base = lbox[1] - ch.gap - ch.tick_h  # a low legend goes under the plot, which ends above it
+            if ch.plot_h < 3 * ch.lh:
+                return None
+        else:
+            obstacles.append(lbox)  # a high legend sits in the plot; bars under it stay below
         evidence.append(ev)
         bar_colors = colors
     else:

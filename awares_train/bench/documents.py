@@ -75,11 +75,18 @@ def _lines_block(lines: list[list[tuple[str, tuple[int, int, int]] | tuple[int, 
     return Block(max(widths), len(lines) * line_h, ev, draw)
 
 
+def _extra_rows(ctx: RenderContext) -> int:
+    """How many lines besides the asked one a block gets: up to 3, fewer where the page is short for the text."""
+    line_h = text_box("Hg", ctx.font_size)[1] * 1.6 + 2
+    fit = int(0.4 * ctx.height / line_h) - 1
+    return ctx.rng.randint(min(1, max(fit, 0)), max(0, min(3, fit)))
+
+
 def _field_block(ctx: RenderContext, asked: Field, value: str) -> Block:
     rng, size = ctx.rng, ctx.font_size
     others = [f for f in FIELDS if f[0] != asked[0]]
     rng.shuffle(others)
-    rows = [(asked, value)] + [(f, f[3](rng)) for f in others[: rng.randint(1, 3)]]
+    rows = [(asked, value)] + [(f, f[3](rng)) for f in others[: _extra_rows(ctx)]]
     rng.shuffle(rows)
     lines = [[(f"{f[0]}: {v}", C.INK)] for f, v in rows]
     return _lines_block(lines, size, [f[0] for f, _ in rows].index(asked[0]))
@@ -90,7 +97,7 @@ def _tiny_field_block(ctx: RenderContext, color: str, value: str, used: set[str]
     rng, size = ctx.rng, ctx.font_size
     others = [c for c in ctx.colors if c not in used]
     rng.shuffle(others)
-    rows = [(color, value)] + [(c, C.code(rng)) for c in others[: rng.randint(1, 3)]]
+    rows = [(color, value)] + [(c, C.code(rng)) for c in others[: _extra_rows(ctx)]]
     rng.shuffle(rows)
     used.update(c for c, _ in rows)
     sw = ctx.digit_px
@@ -139,7 +146,7 @@ def _table_block(ctx: RenderContext) -> tuple[Block, str, str, str]:
 
 def _notes_block(ctx: RenderContext) -> tuple[Block, str, str]:
     rng = ctx.rng
-    first, k = rng.randint(1, 9), rng.randint(2, 4)
+    first, k = rng.randint(1, 9), 1 + max(1, _extra_rows(ctx))
     pages = rng.sample(range(12, 480), k=k)
     lines = [[(f"{first + i}. {rng.choice(C.SOURCES)}, p. {p}.", (70, 70, 70))] for i, p in enumerate(pages)]
     asked = rng.randrange(k)

@@ -1,20 +1,21 @@
 """The generator: one item per ``(seed, split, index)``, written as PNGs plus ``items.jsonl``.
 
-Order of decisions for one item, all drawn from one ``random.Random`` seeded by ``(seed, split, index)``:
+Decisions for one item, all drawn from one ``random.Random`` seeded by ``(profile, seed, split, index)``:
 
-1. kind (document / chart / scene) and the label: answerable from the low-res view with probability
-   ``lowres_share``, else needs a crop;
-2. image size (aspect ratio of the kind, long side log-uniform over the profile's range) and the target: one
-   region of ``awares9`` or a diagonal pair of quarters, drawn the same way whatever the label, so that where
-   the evidence is says nothing about whether a crop is needed;
-3. the evidence's digit height in the low-res view, log-uniform over the band that gives the label (readable:
-   ``[threshold * margin, max_readable * threshold]``; unreadable: under ``threshold / margin`` but readable
-   in the target crop), turned into a font size;
-4. the drawing (:mod:`.documents`, :mod:`.charts`, :mod:`.scenes`), which places the evidence so that it maps
-   to the target; every evidence box is checked with :func:`awares_tool.crops.regions_for_box`.
-
-A draw that does not fit (text too large for the region, a chart with no room) is redrawn from step 2 with the
-same generator state, so the result is still a pure function of the arguments.
+1. fixed first, independently of each other: the kind (document / chart / scene); the label (answerable from
+   the low-res view with probability ``lowres_share``, else needs a crop); the question template (two-crop
+   templates with probability ``pair_share``); whether the image is above the pixel cap
+   (``above_cap_share``); the target: one region of ``awares9`` or a diagonal pair of quarters. So templates,
+   targets and the above-cap share are the same for both labels: the question says nothing about the label;
+2. redrawn until the item fits: the image size (an aspect ratio of the kind, long side log-uniform over the
+   profile's range on the asked side of the cap) and the evidence's digit height in the low-res view,
+   log-uniform over the band of the label (readable: ``[threshold * margin, max_readable * threshold]``;
+   unreadable: under ``threshold / margin`` but at least ``threshold * margin`` in the target crop), turned
+   into a font size;
+3. the drawing (:mod:`.documents`, :mod:`.charts`, :mod:`.scenes`), which places the evidence so that it maps
+   to the target; every evidence box is checked with :func:`awares_tool.crops.regions_for_box`. With
+   ``balance_sizes`` the same item is also drawn with the other label on a side stream, and the size is kept
+   only if both fit: large text needs large images, and without this the image size would give the label away.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Literal
 
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -56,6 +56,9 @@ _TEMPLATES: dict[str, Callable[[str, bool], tuple[str, ...]]] = {
     "document": documents.templates, "chart": charts.templates, "scene": scenes.templates,
 }
 _MIN_SHORT_SIDE = 112
+#: Lines of low-res-readable text the short side must hold, per kind: below that, the version of an item that
+#: is answerable from the low-res view cannot be drawn (a chart needs a legend or labelled bars and a baseline).
+_MIN_LINES = {"document": 5, "chart": 7, "scene": 4}
 
 
 class GenerationError(AwaresError):
@@ -71,11 +74,14 @@ class BenchConfig(BaseModel):
     seed: int = 0
     lowres_share: float = Field(0.78, ge=0.0, le=1.0, description="Share of items answerable from the low-res view.")
     pair_share: float = Field(0.1, ge=0.0, le=1.0, description="Share of items whose evidence is two boxes in two crops.")
+    above_cap_share: float | None = Field(0.2, ge=0.0, le=1.0, description=(
+        "Share of images larger than the profile's pixel cap (None: whatever the log-uniform sizes give, about "
+        "half, and more after the layouts that need room)."))
     kinds: dict[str, float] = Field(default_factory=lambda: dict.fromkeys(KINDS, 1.0),
                                     description="Relative weight of each item kind.")
     threshold_px: float | None = Field(None, gt=0, description="Override the profile's readability threshold.")
     margin: float | None = Field(None, ge=1.0, description="Override the profile's margin around the threshold.")
-    max_attempts: int = Field(200, ge=1, description="Redraws per item before giving up.")
+    max_attempts: int = Field(400, ge=1, description="Redraws per item before giving up.")
     balance_sizes: bool = Field(True, description=(
         "Keep a size only if the item also fits with the other label (drawn on a side stream), so that image "
         "sizes do not differ between labels; about twice the drawing time."))
@@ -122,18 +128,35 @@ class BenchItem(BaseModel):
     profile: str
 
 
-def _sample_size(rng: random.Random, profile: BenchProfile, kind: str) -> tuple[int, int, str]:
-    name, aspect = rng.choice(ASPECTS[kind])
+def _sample_size(rng: random.Random, profile: BenchProfile, kind: str, above: bool | None) -> tuple[int, int, str]:
+    """A size of an aspect ratio of ``kind``: long side log-uniform over the part of the profile's range that is
+    above (or below) the pixel cap as asked, or over the whole range when ``above`` is None."""
     for _ in range(50):
-        long = math.exp(rng.uniform(math.log(profile.min_side), math.log(profile.max_side)))
+        name, aspect = rng.choice(ASPECTS[kind])
+        stretch = max(aspect, 1 / aspect)  # long side = sqrt(pixels * stretch)
+        lo, hi = float(profile.min_side), float(profile.max_side)
+        if profile.max_image_pixels:
+            hi = min(hi, math.sqrt(profile.max_image_pixels * stretch))
+        readable_native = profile.readable_px / profile.lowres_factor  # digit height readable at low res
+        lo = max(lo, max(_MIN_SHORT_SIDE, _MIN_LINES[kind] * readable_native) * stretch)
+        at_cap = math.sqrt(profile.max_pixels * stretch)
+        if above is True:
+            lo = max(lo, at_cap + 1)
+        elif above is False:
+            hi = min(hi, at_cap)
+        if lo > hi:
+            continue
+        long = math.exp(rng.uniform(math.log(lo), math.log(hi)))
         w, h = (long, long / aspect) if aspect >= 1 else (long * aspect, long)
-        if profile.max_image_pixels and w * h > profile.max_image_pixels:
-            s = math.sqrt(profile.max_image_pixels / (w * h))
-            w, h = w * s, h * s
         w, h = int(w), int(h)
-        if min(w, h) >= _MIN_SHORT_SIDE:
+        if min(w, h) >= _MIN_SHORT_SIDE and (above is None or (w * h > profile.max_pixels) == above):
             return w, h, name
-    raise GenerationError(f"profile {profile.name!r} cannot give a {name} image with both sides >= {_MIN_SHORT_SIDE}")
+    side = {True: "above its pixel cap ", False: "below its pixel cap ", None: ""}[above]
+    need = max(_MIN_SHORT_SIDE, _MIN_LINES[kind] * profile.readable_px / profile.lowres_factor)
+    raise GenerationError(
+        f"profile {profile.name!r} has no {kind} size {side}whose short side holds {_MIN_LINES[kind]} lines of text "
+        f"readable at low res ({need:.0f} px at threshold {profile.threshold_px} px); lower the threshold, widen "
+        "min_side/max_side or set above_cap_share to None")
 
 
 def _digit_band(profile: BenchProfile, needs_crop: bool, low_scale: float, crop_scale: float) -> tuple[float, float]:
@@ -189,9 +212,11 @@ def generate_item(cfg: BenchConfig, split: str, index: int) -> tuple[BenchItem, 
     # that templates occur in the same proportions with both labels
     pair = bool(_TEMPLATES[kind](profile.vocabulary, True)) and rng.random() < cfg.pair_share
     template = rng.choice(_TEMPLATES[kind](profile.vocabulary, pair))
+    above = None if cfg.above_cap_share is None else rng.random() < cfg.above_cap_share
+    # the target too: redrawing it with the size would favour the regions where layouts fit most easily
+    targets = sample_targets(rng, 1.0 if pair else 0.0, pair)
     for _ in range(cfg.max_attempts):
-        width, height, aspect = _sample_size(rng, profile, kind)
-        targets = sample_targets(rng, 1.0 if pair else 0.0, pair)
+        width, height, aspect = _sample_size(rng, profile, kind, above)
         scales = view_scales(profile, width, height)
         crop_scale = min(scales.crops[t] for t in targets)
         # a size and target are kept only if both labels are possible there, so that accepted sizes do not
@@ -297,7 +322,18 @@ def write_split(out_dir: str | Path, cfg: BenchConfig, split: str, n: int, *, wo
                 "profile": profile.model_dump()}
     (out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
     items = [BenchItem.model_validate_json(line) for line in lines]
-    (out / "stats.json").write_text(json.dumps(split_stats(items), indent=2) + "\n")
+    stats = split_stats(items)
+    from .run import oracle_rtr  # the run module's accounting; imported here to keep module imports acyclic
+
+    count = profile.token_family().count
+    oracle = {it.id: oracle_rtr(it, count, lowres_factor=profile.lowres_factor, crop_max_pixels=profile.max_pixels)
+              for it in items}
+    stats["oracle_rtr"] = {
+        name: round(sum(oracle[it.id] for it in group) / len(group), 4)
+        for name, group in (("overall", items), ("below-cap", [it for it in items if not it.above_cap]),
+                            ("above-cap", [it for it in items if it.above_cap])) if group
+    }
+    (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     log.info("wrote %d %s items to %s", n, split, path)
     return path
 
@@ -325,5 +361,3 @@ def split_stats(items: list[BenchItem]) -> dict:
                   "aspects": dict(Counter(it.aspect for it in items))},
     }
 
-
-Split = Literal["train", "val", "test"]

@@ -9,8 +9,6 @@ follows the evidence font size, so a small tag comes with a small object.
 
 from __future__ import annotations
 
-import random
-
 from PIL import Image, ImageDraw
 
 from awares_train.data.synthetic import draw_shape
