@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from awares_tool import ScriptedBackend
+from awares_tool import ScriptedBackend, make_lowres_view, open_image, parse_lowres
 from awares_tool.crops import get_crop_set, regions_for_box
+from awares_tool.lowres import cap_pixels
 from awares_train.bench import BenchConfig, GenerationError, generate_item, get_profile, write_split
 from awares_train.bench.cli import app
 from awares_train.bench.canvas import text_box
@@ -261,6 +262,13 @@ def test_run_reports_intervals_and_the_oracle_rtr(tmp_path):
     assert (out / "accuracy_vs_rtr.png").stat().st_size > 1000
     md = (out / "report.md").read_text()
     assert "80.0 [49.0, 94.3]" in md and "oracle RTR" in md
+    # the readability curve: the scripted model reads everything, so every bin of both views holds its items
+    curve = {(b.mode, b.lo): b for b in report.readability}
+    assert sum(b.n for b in report.readability if b.mode == "lowres") == 10
+    assert all(b.mode in ("lowres", "fullres") for b in report.readability)
+    low_wrong = [it for it in bench if it.id in wrong]
+    assert sum((1 - b.accuracy) * b.n for b in report.readability if b.mode == "lowres") == pytest.approx(len(low_wrong))
+    assert curve and "Accuracy by the digit height" in md
     assert len((out / "items.jsonl").read_text().splitlines()) == 30
     # merging runs into one table
     res = runner.invoke(app, ["report", str(out), str(out), "--out", str(tmp_path / "merged")])
@@ -306,3 +314,61 @@ def test_generator_imports_no_heavy_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_a_reader_with_the_profiles_threshold_behaves_as_the_labels_say(tmp_path):
+    """A scripted reader that reads digits exactly when they are >= the threshold in the image it is sent.
+
+    Low-res mode must then answer precisely the items labelled answerable at low res, full resolution must fail
+    exactly the above-cap items whose capped full view is unreadable, and AwaRes (asking for the target crops
+    when the first view is unreadable) must answer everything.
+    """
+    profile = get_profile("tiny")
+    cfg = BenchConfig(profile="tiny", above_cap_share=0.6, lowres_share=0.5)
+    path = write_split(tmp_path / "test", cfg, "test", 30)
+    from awares_train.bench.generator import BenchItem
+
+    bench = [BenchItem.model_validate_json(line) for line in path.read_text().splitlines()]
+    def digest(img):
+        return hashlib.sha1(img.tobytes()).hexdigest()
+
+    by_key = {}
+    for it in bench:  # the first image is the half-size view, or the full image capped as the loop caps it
+        src = open_image(path.parent / it.image)
+        by_key[(it.question, digest(make_lowres_view(src, parse_lowres(None))))] = it
+        by_key[(it.question, digest(cap_pixels(src.image, max_pixels=profile.max_pixels)))] = it
+    cs = get_crop_set("awares9")
+
+    def reads(it, scale):
+        return it.digit_px * scale >= profile.threshold_px
+
+    def reply(messages):
+        user = next(m for m in messages if m.role == "user")
+        first = user.images[0]
+        it = by_key[(user.text_content.strip(), digest(first))]
+        scale = first.width / it.width
+        crops = [m for m in messages if m.role == "user" and m is not user and m.images]
+        if crops:
+            boxes = [cs.box(r, it.width, it.height) for r in it.target_regions]
+            scale = min(im.width / (b[2] - b[0]) for im, b in zip(crops[-1].images, boxes))
+        if reads(it, scale):
+            return it.answers[0]
+        if messages[0].role == "system" and not crops:
+            return "GET_CROPS: [" + ", ".join(f"'{r}'" for r in it.evidence_regions) + "]"
+        return "cannot read"
+
+    report = run_bench(tmp_path, ScriptedBackend(reply), ["awares", "lowres", "fullres"], progress=False)
+    n, low_ok = len(bench), sum(not it.needs_crop for it in bench)
+    thr = profile.threshold_px
+    capped_fail = sum(not it.readable_in_capped_full for it in bench)
+    assert 0 < low_ok < n and capped_fail >= 1 and any(it.above_cap for it in bench)
+    assert report.cell("lowres").accuracy == pytest.approx(low_ok / n)
+    # the capped full view has no margin around the threshold, and the loop's downscale (cap_pixels) rounds a
+    # little differently from the processor's smart_resize the label assumes: allow 4 % either side
+    fails = round(n * (1 - report.cell("fullres").accuracy))
+    assert sum(it.digit_px_capped < 0.96 * thr for it in bench) <= fails <= sum(it.digit_px_capped < 1.04 * thr for it in bench)
+    assert report.cell("awares").accuracy == 1.0 and report.cell("awares").decision_accuracy == 1.0
+    above = report.cell("awares", "above-cap")
+    assert above.accuracy > report.cell("fullres", "above-cap").accuracy
+    curve = [b for b in report.readability if b.mode == "lowres"]
+    assert all(b.accuracy == (1.0 if b.lo >= profile.threshold_px else 0.0) for b in curve)

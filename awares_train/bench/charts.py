@@ -139,11 +139,12 @@ class _Chart:
 def _draw_frame(d: ImageDraw.ImageDraw, ch: _Chart, title: str, occupied: list,
                 segments: list | None = None) -> None:
     tw, th, _, _ = text_box(title, ch.title_size)
-    tbox = (ch.m, ch.m, ch.m + tw, ch.m + th)
+    x = ch.x0 + 3 * ch.gap  # right of the value axis
+    tbox = (x, ch.m, x + tw, ch.m + th)
     clear = tbox[2] < ch.x1 and not any(overlaps(tbox, b, ch.gap) for b in occupied) and not any(
         _segment_hits(p, q, tbox, ch.gap) for p, q in segments or [])
     if clear:
-        draw_text(d, ch.m, ch.m, title, ch.title_size, fill=(30, 30, 50))
+        draw_text(d, x, ch.m, title, ch.title_size, fill=(30, 30, 50))
     d.line((ch.x0, ch.base, ch.x1, ch.base), fill=(60, 60, 60), width=max(1, ch.f // 12))
     d.line((ch.x0, ch.top, ch.x0, ch.base), fill=(60, 60, 60), width=max(1, ch.f // 12))
 

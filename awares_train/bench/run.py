@@ -36,7 +36,7 @@ from awares_train.eval.harness import (
 from .generator import BenchItem
 from .profiles import BenchProfile, get_profile
 
-__all__ = ["BenchReport", "resolve_items_file", "load_bench", "oracle_rtr", "capped_size", "run_bench", "SLICES"]
+__all__ = ["BenchReport", "ReadabilityBin", "readability_curve", "resolve_items_file", "load_bench", "oracle_rtr", "capped_size", "run_bench", "SLICES"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,44 @@ SLICES: dict[str, Callable[[BenchItem], bool]] = {
     "above-cap": lambda it: it.above_cap,
     "below-cap": lambda it: not it.above_cap,
 }
+
+
+class ReadabilityBin(BaseModel):
+    """Accuracy of one mode on items whose evidence digits were ``lo``-``hi`` px tall in the view it saw."""
+
+    mode: str
+    lo: float
+    hi: float | None
+    n: int
+    accuracy: float
+    accuracy_ci: tuple[float, float] | None
+
+
+#: Bin edges of the readability curve, in multiples of the profile's threshold.
+CURVE_EDGES: tuple[float, ...] = (0.0, 0.5, 0.7, 0.87, 1.15, 1.5, 2.0)
+#: Which digit height each single-view mode sees.
+_VIEW_FIELD = {"lowres": "digit_px_lowres", "fullres": "digit_px_capped"}
+
+
+def readability_curve(results: Sequence[ItemResult], items: Sequence[BenchItem], threshold: float) -> list[ReadabilityBin]:
+    """Accuracy by the digit height each single-view mode really saw: the curve that calibrates the threshold.
+
+    A model whose low-res accuracy is already high below the threshold reads smaller text than the profile
+    assumes: regenerate with a lower ``--threshold-px`` (or a higher one in the opposite case).
+    """
+    from awares_train.eval.intervals import score_interval
+
+    by_id = {it.id: it for it in items}
+    edges = [e * threshold for e in CURVE_EDGES] + [None]
+    out = []
+    for mode, field in _VIEW_FIELD.items():
+        rs = [r for r in results if r.mode == mode and r.id in by_id]
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            group = [r.score for r in rs if lo <= getattr(by_id[r.id], field) and (hi is None or getattr(by_id[r.id], field) < hi)]
+            if group:
+                out.append(ReadabilityBin(mode=mode, lo=round(lo, 2), hi=None if hi is None else round(hi, 2), n=len(group),
+                                          accuracy=sum(group) / len(group), accuracy_ci=score_interval(group)))
+    return out
 
 
 class BenchReport(BaseModel):
@@ -64,6 +102,7 @@ class BenchReport(BaseModel):
     cap_applied_by: str
     summaries: list[ModeSummary]
     oracle_rtr: dict[str, float]
+    readability: list[ReadabilityBin] = []
 
     def cell(self, mode: str, benchmark: str = "overall") -> ModeSummary | None:
         return next((s for s in self.summaries if s.mode == mode and s.benchmark == benchmark), None)
@@ -87,6 +126,17 @@ class BenchReport(BaseModel):
         overall = self.cell("awares")
         if overall and overall.region_confusion:
             lines += ["## Regions requested (awares, items that need a crop)", "", region_confusion_markdown(overall), ""]
+        if self.readability:
+            lines += ["## Accuracy by the digit height the model saw", "",
+                      f"Low-res mode against the digits' height in the low-res view, full-res mode against the capped "
+                      f"full view; the profile's threshold is {self.profile.threshold_px:g} px. Items are generated "
+                      "outside the band between threshold/margin and threshold*margin in the low-res view.", "",
+                      "| mode | digit px | n | accuracy % [95% CI] |", "|---|---|---|---|"]
+            for b in self.readability:
+                span = f"{b.lo:g}-{b.hi:g}" if b.hi is not None else f">= {b.lo:g}"
+                ci = f" [{100 * b.accuracy_ci[0]:.1f}, {100 * b.accuracy_ci[1]:.1f}]" if b.accuracy_ci else ""
+                lines.append(f"| {b.mode} | {span} | {b.n} | {100 * b.accuracy:.1f}{ci} |")
+            lines.append("")
         lines += ["## All figures", "", summaries_markdown(self.summaries), ""]
         return "\n".join(lines)
 
@@ -263,7 +313,7 @@ def run_bench(
             oracle[name] = sum(vals) / len(vals)
     result = BenchReport(label=report.label, backend=report.backend or str(backend), data=str(path), profile=profile,
                          n=len(bench), modes=list(modes), max_pixels=cap, cap_applied_by=cap_how, summaries=summaries,
-                         oracle_rtr=oracle)
+                         oracle_rtr=oracle, readability=readability_curve(report.items, bench, profile.threshold_px))
     if out is not None:
         result.save(out, report.items, bench)
     return result
