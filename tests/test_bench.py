@@ -50,7 +50,7 @@ def tiny_all_crop():
 
 @pytest.fixture(scope="module")
 def qwen():
-    return _items(BenchConfig(profile="qwen2.5-vl"), 24, keep_images=24)
+    return _items(BenchConfig(profile="qwen2.5-vl"), 16, keep_images=16)
 
 
 # --- determinism ------------------------------------------------------------------------------------------
