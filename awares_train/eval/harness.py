@@ -19,8 +19,10 @@ from pydantic import BaseModel, Field
 from awares_tool import crop_on_demand_batch
 from awares_tool.backends import resolve_backend
 
+from .intervals import score_interval, t_interval, wilson_interval
+
 __all__ = ["EvalItem", "ItemResult", "ModeSummary", "EvalReport", "evaluate", "load_eval_items", "plot_accuracy_vs_rtr",
-           "region_confusion_markdown"]
+           "region_confusion_markdown", "summarize", "summarize_cell", "summaries_markdown", "intervals_markdown"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,15 @@ class ModeSummary(BaseModel):
     errors: int
     decision_accuracy: float | None = None
     region_accuracy: float | None = None
+    #: 95% confidence intervals: Wilson for rates (accuracy when every score is 0/1, decision, region),
+    #: Student's t for means (RTR; accuracy with partial-credit scores). None where a cell has too few items.
+    accuracy_ci: tuple[float, float] | None = None
+    mean_rtr_ci: tuple[float, float] | None = None
+    decision_ci: tuple[float, float] | None = None
+    region_ci: tuple[float, float] | None = None
+    #: questions the decision and region accuracies are computed over
+    n_decision: int | None = None
+    n_region: int | None = None
     #: awares mode, questions with known target regions: target -> requested -> count (names joined by ``+``;
     #: ``none`` = answered without a crop). Shows *how* the region choice fails, e.g. the right row, wrong column.
     region_confusion: dict[str, dict[str, int]] | None = None
@@ -84,7 +95,8 @@ class EvalReport(BaseModel):
     items: list[ItemResult]
 
     def to_markdown(self) -> str:
-        parts = [summaries_markdown(self.summaries)]
+        parts = [summaries_markdown(self.summaries), "", "With 95% confidence intervals (Wilson for rates, t for means):",
+                 "", intervals_markdown(self.summaries)]
         with_regions = [s for s in self.summaries if s.region_confusion]
         # one table per mode: the overall cell, or the only benchmark's cell where there is no overall one
         for s in [s for s in with_regions if s.benchmark == "overall"] or with_regions:
@@ -191,7 +203,7 @@ def evaluate(
 
 
 def summarize(results: Sequence[ItemResult], label: str) -> list[ModeSummary]:
-    """Per (mode, benchmark) cells plus an ``overall`` cell per mode."""
+    """Per (mode, benchmark) cells plus an ``overall`` cell per mode (with 95% confidence intervals)."""
     cells: dict[tuple[str, str], list[ItemResult]] = {}
     for r in results:
         cells.setdefault((r.mode, r.benchmark), []).append(r)
@@ -205,17 +217,31 @@ def summarize(results: Sequence[ItemResult], label: str) -> list[ModeSummary]:
     return out
 
 
+def summarize_cell(results: Sequence[ItemResult], label: str, mode: str, name: str) -> ModeSummary:
+    """One cell over any subset of results (e.g. the items above a pixel cap), named ``name``.
+
+    Every result must be of ``mode``.
+    """
+    if any(r.mode != mode for r in results):
+        raise ValueError(f"summarize_cell({name!r}): results of other modes than {mode!r}")
+    if not results:
+        raise ValueError(f"summarize_cell({name!r}): no results")
+    return _summary(label, mode, name, list(results))
+
+
 def _summary(label: str, mode: str, bench: str, rs: list[ItemResult]) -> ModeSummary:
     rtrs = [r.rtr for r in rs if r.rtr is not None]
     lat = [r.wall_s for r in rs]
     known = [r for r in rs if r.needs_crop is not None]
-    decision = (
-        sum((len(r.regions) > 0) == r.needs_crop for r in known) / len(known) if known and mode == "awares" else None
-    )
+    decision = decision_ci = None
+    if known and mode == "awares":
+        hits = sum((len(r.regions) > 0) == r.needs_crop for r in known)
+        decision, decision_ci = hits / len(known), wilson_interval(hits, len(known))
     targeted = [r for r in rs if r.needs_crop and r.target_regions]
-    region = confusion = None
+    region = confusion = region_ci = None
     if targeted and mode == "awares":
-        region = sum(set(r.regions) == set(r.target_regions or []) for r in targeted) / len(targeted)
+        hits = sum(set(r.regions) == set(r.target_regions or []) for r in targeted)
+        region, region_ci = hits / len(targeted), wilson_interval(hits, len(targeted))
         confusion = {}
         for r in targeted:
             confusion.setdefault(_region_key(r.target_regions or []), Counter())[_region_key(r.regions)] += 1
@@ -230,7 +256,16 @@ def _summary(label: str, mode: str, bench: str, rs: list[ItemResult]) -> ModeSum
         mean_latency_s=sum(lat) / len(lat), p50_latency_s=statistics.median(lat),
         errors=sum(r.error is not None for r in rs),
         decision_accuracy=decision, region_accuracy=region, region_confusion=confusion,
+        accuracy_ci=score_interval([r.score for r in rs]), mean_rtr_ci=_nonnegative(t_interval(rtrs)),
+        decision_ci=decision_ci, region_ci=region_ci,
+        n_decision=len(known) if decision is not None else None,
+        n_region=len(targeted) if region is not None else None,
     )
+
+
+def _nonnegative(ci: tuple[float, float] | None) -> tuple[float, float] | None:
+    """RTR is never negative; a t interval of few items can reach below 0."""
+    return None if ci is None else (max(0.0, ci[0]), ci[1])
 
 
 def _region_key(names: Sequence[str]) -> str:
@@ -274,25 +309,86 @@ def summaries_markdown(summaries: Sequence[ModeSummary]) -> str:
     return "\n".join(lines)
 
 
-def plot_accuracy_vs_rtr(summaries: Sequence[ModeSummary], path: str | Path, *, title: str | None = None) -> Path:
-    """Scatter accuracy against mean RTR, one point per (label, mode) on the overall (or only) benchmark."""
+def _ci(v: float | None, ci: tuple[float, float] | None, *, pct: bool = True) -> str:
+    if v is None:
+        return "-"
+    f = (lambda x: f"{100 * x:.1f}") if pct else (lambda x: f"{x:.3f}")
+    return f"{f(v)} [{f(ci[0])}, {f(ci[1])}]" if ci else f(v)
+
+
+def intervals_markdown(summaries: Sequence[ModeSummary], *, oracle_rtr: dict[str, float] | None = None) -> str:
+    """A Markdown table of each cell's accuracy, RTR, decision and region accuracy with 95% intervals.
+
+    Args:
+        summaries: The cells.
+        oracle_rtr: Optional benchmark -> oracle mean RTR (every item given exactly its target crops), shown
+            beside the measured RTR.
+    """
+    cols = ["model", "mode", "benchmark", "n", "accuracy % [95% CI]", "mean RTR [95% CI]"]
+    if oracle_rtr is not None:
+        cols.append("oracle RTR")
+    cols += ["decision acc % [95% CI]", "region acc % [95% CI] (n)"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for s in summaries:
+        row = [s.label, s.mode, s.benchmark, str(s.n), _ci(s.accuracy, s.accuracy_ci),
+               _ci(s.mean_rtr, s.mean_rtr_ci, pct=False)]
+        if oracle_rtr is not None:
+            o = oracle_rtr.get(s.benchmark)
+            row.append("-" if o is None else f"{o:.3f}")
+        region = _ci(s.region_accuracy, s.region_ci)
+        row += [_ci(s.decision_accuracy, s.decision_ci), region + (f" ({s.n_region})" if s.n_region else "")]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def _short_label(label: str) -> str:
+    """``transformers:/a/b/tiny-awares`` -> ``tiny-awares``: plots have no room for paths."""
+    if "#" in label:  # openai:URL#MODEL
+        return label.rsplit("#", 1)[-1] or label
+    tail = label.rsplit(":", 1)[-1] if "/" in label else label
+    return tail.rstrip("/").rsplit("/", 1)[-1] or label
+
+
+def plot_accuracy_vs_rtr(summaries: Sequence[ModeSummary], path: str | Path, *, title: str | None = None,
+                         benchmark: str | None = None, oracle_rtr: float | None = None) -> Path:
+    """Scatter accuracy against mean RTR, one point per (label, mode) on the overall (or only) benchmark.
+
+    Cells with confidence intervals get error bars on both axes; ``benchmark`` picks another cell than the
+    overall one, and ``oracle_rtr`` draws the oracle's RTR as a dashed vertical line.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     benches = {s.benchmark for s in summaries}
-    pick = [s for s in summaries if s.benchmark == ("overall" if "overall" in benches else next(iter(benches)))]
+    if benchmark is None:
+        benchmark = "overall" if "overall" in benches else next(iter(benches))
+    pick = [s for s in summaries if s.benchmark == benchmark]
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    if oracle_rtr is not None:
+        ax.axvline(oracle_rtr, color="grey", linestyle="--", linewidth=1, label=f"oracle RTR {oracle_rtr:.3f}")
+    with_ci = any(s.accuracy_ci or s.mean_rtr_ci for s in pick)
     for s in pick:
         if s.mean_rtr is None:
             continue
-        ax.scatter(s.mean_rtr, 100 * s.accuracy, s=60)
-        ax.annotate(f"{s.label} / {s.mode}", (s.mean_rtr, 100 * s.accuracy), textcoords="offset points",
-                    xytext=(6, 4), fontsize=8)
+        xerr = yerr = None
+        if s.mean_rtr_ci:
+            xerr = [[max(0.0, s.mean_rtr - s.mean_rtr_ci[0])], [max(0.0, s.mean_rtr_ci[1] - s.mean_rtr)]]
+        if s.accuracy_ci:
+            yerr = [[max(0.0, 100 * (s.accuracy - s.accuracy_ci[0]))], [max(0.0, 100 * (s.accuracy_ci[1] - s.accuracy))]]
+        name = f"{_short_label(s.label)} / {s.mode}"
+        if with_ci:  # error bars: points are named in the legend, where long names cannot cover the plot
+            ax.errorbar(s.mean_rtr, 100 * s.accuracy, xerr=xerr, yerr=yerr, fmt="o", markersize=7, capsize=3,
+                        label=name)
+        else:
+            ax.scatter(s.mean_rtr, 100 * s.accuracy, s=60)
+            ax.annotate(name, (s.mean_rtr, 100 * s.accuracy), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    if with_ci or oracle_rtr is not None:
+        ax.legend(loc="best", fontsize=7)
     ax.set_xlabel("mean RTR (visual tokens / full-resolution tokens)")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(title or "accuracy vs visual-token cost")
+    ax.set_title(title or "accuracy vs visual-token cost", fontsize=10)
     ax.grid(alpha=0.3)
     ax.set_xlim(left=0)
     fig.tight_layout()
