@@ -13,14 +13,14 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from awares_tool import ScriptedBackend, make_lowres_view, open_image, parse_lowres
+from awares_tool import ScriptedBackend
 from awares_tool.crops import get_crop_set, regions_for_box
-from awares_tool.lowres import cap_pixels
+from awares_tool.episode import CropEpisode
 from awares_train.bench import BenchConfig, GenerationError, generate_item, get_profile, write_split
 from awares_train.bench.cli import app
 from awares_train.bench.canvas import text_box
 from awares_train.bench.readability import digit_height, view_scales
-from awares_train.bench.run import oracle_rtr, run_bench
+from awares_train.bench.run import run_bench
 from awares_train.eval.harness import load_eval_items
 from awares_train.eval.intervals import t_interval, t_value, wilson_interval
 
@@ -212,12 +212,14 @@ def test_interval_math_on_known_values():
     assert (lo, hi) == (pytest.approx(1.0368, abs=3e-3), pytest.approx(4.9632, abs=3e-3))
 
 
-def _scripted_model(items, wrong: set[str]):
+def _scripted_model(items, wrong: set[str], cap: int = 448 * 448):
     """Answers every item from its record: requests exactly its target crops, gets ``wrong`` items wrong."""
+    from awares_tool.episode.episode import first_view_size
+
     by_key = {}
-    for it in items:
-        by_key[(it.question, it.width // 2, it.height // 2)] = it  # low-res view size (halved)
-        by_key[(it.question, it.width, it.height)] = it
+    for it in items:  # the first view: the low-res one (half of the capped full view), or the capped full view
+        by_key[(it.question, *first_view_size((it.width, it.height), model_max_pixels=cap))] = it
+        by_key[(it.question, *first_view_size((it.width, it.height), mode="fullres", model_max_pixels=cap))] = it
 
     def reply(messages):
         user = next(m for m in messages if m.role == "user")
@@ -255,7 +257,7 @@ def test_run_reports_intervals_and_the_oracle_rtr(tmp_path):
     names = {s.benchmark for s in report.summaries if s.mode == "awares"}
     assert {"overall", "needs-crop", "lowres-ok"} <= names and names & {"document", "chart", "scene"}
     counter = get_profile("qwen2.5-vl").token_family().count  # the ScriptedBackend's family
-    want = [oracle_rtr(it, counter, crop_max_pixels=448 * 448) for it in bench if it.needs_crop]
+    want = [it.oracle_rtr(counter, model_max_pixels=448 * 448, crop_max_pixels=448 * 448) for it in bench if it.needs_crop]
     assert report.oracle_rtr["needs-crop"] == pytest.approx(sum(want) / len(want))
     assert report.cell("awares", "needs-crop").mean_rtr == pytest.approx(report.oracle_rtr["needs-crop"])
     out = tmp_path / "out"
@@ -333,10 +335,11 @@ def test_a_reader_with_the_profiles_threshold_behaves_as_the_labels_say(tmp_path
         return hashlib.sha1(img.tobytes()).hexdigest()
 
     by_key = {}
-    for it in bench:  # the first image is the half-size view, or the full image capped as the loop caps it
-        src = open_image(path.parent / it.image)
-        by_key[(it.question, digest(make_lowres_view(src, parse_lowres(None))))] = it
-        by_key[(it.question, digest(cap_pixels(src.image, max_pixels=profile.max_pixels)))] = it
+    for it in bench:  # the first image as the episode makes it: the low-res view, or the capped full image
+        for mode in ("awares", "fullres"):
+            episode = CropEpisode(path.parent / it.image, mode=mode, model_max_pixels=profile.max_pixels,
+                                  max_image_pixels=profile.max_pixels)
+            by_key[(it.question, digest(episode.first_view()))] = it
     cs = get_crop_set("awares9")
 
     def reads(it, scale):

@@ -8,7 +8,7 @@ crops, images (the low-res policy) and tokens, which it combines.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from awares_tool.crops import FULL_IMAGE, get_crop_set
 from awares_tool.episode.episode import first_view_size
 from awares_tool.episode.ledger import CropLedger, ShownImage
-from awares_tool.images.lowres import parse_lowres
+from awares_tool.images.lowres import capped_size, parse_lowres
 from awares_tool.tokens import TokenFamily, get_family, rtr
 from awares_tool.tokens.families import _check_size
 
@@ -84,22 +84,39 @@ def token_report(
     )
 
 
-def oracle_rtr(size: tuple[int, int], regions: Sequence[str], family: str | TokenFamily, *, crop_set: Any = "awares9",
-               lowres: Any = None) -> float | None:
+def oracle_rtr(size: tuple[int, int], regions: Sequence[str], family: str | TokenFamily | None = None, *,
+               counter: Callable[[int, int], int] | None = None, crop_set: Any = "awares9", lowres: Any = None,
+               model_max_pixels: int | None = None, crop_max_pixels: int | None = None) -> float | None:
     """RTR of an episode whose model asks for exactly ``regions`` (none: it answers from the first view).
 
     The cost of the oracle policy: what a perfect crop decision spends on this image. Computed from sizes
-    alone (nothing is decoded), with the same first view and crop geometry as a real episode.
+    alone (nothing is decoded), with the same first view, crop geometry and caps as a real
+    :class:`~awares_tool.episode.episode.CropEpisode`.
+
+    Args:
+        size: ``(width, height)`` of the original image.
+        regions: The target regions (``[]``: no crop).
+        family: Token family; its counter and pixel cap are used unless given below.
+        counter: ``(w, h) -> tokens`` of the model (e.g. a backend's ``count_image_tokens``).
+        crop_set: The crop set of the region names.
+        lowres: The low-res policy spec.
+        model_max_pixels: The model's pixel cap (default: the family's).
+        crop_max_pixels: The episode's cap on every image shown (``CropEpisode.max_image_pixels``).
     """
-    fam = family if isinstance(family, TokenFamily) else get_family(family)
+    fam = None if family is None else (family if isinstance(family, TokenFamily) else get_family(family))
+    count = counter or (fam.count if fam is not None else None)
+    if count is None:
+        raise ValueError("oracle_rtr needs a token family or a counter")
+    cap = model_max_pixels if model_max_pixels is not None else (_cap(fam) if fam is not None else None)
     cs = get_crop_set(crop_set)
     w, h = size
-    ledger = CropLedger(size, counter=fam.count)
-    ledger.add(ShownImage(kind="first_view", box=(0, 0, w, h),
-                          size=first_view_size(size, lowres, model_max_pixels=_cap(fam))))
+    ledger = CropLedger(size, counter=count)
+    first = capped_size(first_view_size(size, lowres, model_max_pixels=cap), crop_max_pixels)
+    ledger.add(ShownImage(kind="first_view", box=(0, 0, w, h), size=first))
     for name in regions:
         box = (0, 0, w, h) if name == FULL_IMAGE else cs.box(name, w, h)
-        ledger.add(ShownImage(kind="crop", name=name, box=box, size=(box[2] - box[0], box[3] - box[1]), round=1))
+        sent = capped_size((box[2] - box[0], box[3] - box[1]), crop_max_pixels)
+        ledger.add(ShownImage(kind="crop", name=name, box=box, size=sent, round=1))
     return ledger.rtr
 
 

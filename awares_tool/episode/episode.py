@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -28,7 +27,14 @@ from awares_tool.episode.ledger import CropLedger, ShownImage, TokenCounter
 from awares_tool.episode.result import Mode
 from awares_tool.errors import AwaresError, MalformedRequestError, RequestError, TooManyCropsError
 from awares_tool.images import ImageLimits, ImageSource, open_image
-from awares_tool.images.lowres import LongestSidePolicy, ScalePolicy, cap_pixels, lowres_size, parse_lowres
+from awares_tool.images.lowres import (
+    LongestSidePolicy,
+    ScalePolicy,
+    cap_pixels,
+    capped_size,
+    lowres_size,
+    parse_lowres,
+)
 from awares_tool.tokens import get_family
 from awares_tool.protocol import (
     GET_CROPS_TOOL,
@@ -70,11 +76,7 @@ class CropsTurn(BaseModel):
 
 def model_view_size(size: tuple[int, int], model_max_pixels: int | None) -> tuple[int, int]:
     """The size a model with this pixel cap sees an image of ``size`` at (aspect kept, never upscaled)."""
-    w, h = size
-    if not model_max_pixels or w * h <= model_max_pixels:
-        return w, h
-    s = math.sqrt(model_max_pixels / (w * h))
-    return max(1, math.floor(w * s)), max(1, math.floor(h * s))
+    return capped_size(size, model_max_pixels)
 
 
 def first_view_size(size: tuple[int, int], policy: Any = None, *, mode: Mode = "awares",

@@ -67,7 +67,8 @@ def crop_on_demand(image: ImageSource, question: str, *, backend: VLMBackend | s
         image, crop_set=opts.crop_set if opts.crop_set is not None else (card.crop_set if card else None),
         lowres=opts.lowres if opts.lowres is not None else (card.lowres if card else None), mode=opts.mode,
         max_rounds=opts.max_rounds if opts.mode in _CROPPING else 0, max_crops=opts.max_crops,
-        max_image_pixels=opts.crop_max_pixels, model_max_pixels=cap, counter=counter, native_counter=native,
+        max_image_pixels=opts.crop_max_pixels, model_max_pixels=opts.model_max_pixels or cap, counter=counter,
+        native_counter=native,
         crops_template=card.crops_turn_text if card else None, limits=opts.image_limits)
     return _Driver(episode, be, card, opts).run(question, t_start)
 

@@ -42,6 +42,9 @@ class CropOptions(BaseModel):
                                                      "request_format is 'tool'.")
     reuse_cache: bool = Field(True, description="Let the backend reuse turn one's KV cache in turn two.")
     crop_max_pixels: int | None = Field(None, ge=1, description="Downscale every image shown above this many pixels.")
+    model_max_pixels: int | None = Field(
+        None, ge=1, description="The model's own pixel cap, when the backend cannot tell (a server): the first view is "
+                                "a scale of the full image as the model sees it (see CropEpisode).")
     image_limits: ImageLimits | None = Field(None, description="Pixel/byte/URL limits for opening the image.")
     on_unknown: OnUnknown = Field("drop", description="Region names the crop set lacks: error | drop | full_image.")
     on_malformed: Literal["error", "full_image"] = Field(

@@ -29,6 +29,7 @@ __all__ = [
     "lowres_size",
     "make_lowres_view",
     "cap_pixels",
+    "capped_size",
 ]
 
 logger = logging.getLogger(__name__)
@@ -199,24 +200,22 @@ def make_lowres_view(image: Any, policy: Any = None) -> Image.Image:
     return rgb.resize(size, Image.Resampling.BICUBIC)
 
 
-def cap_pixels(image: Image.Image, *, max_pixels: int, multiple: int = 1) -> Image.Image:
-    """Downscale ``image`` (keeping its aspect ratio) so that ``width * height <= max_pixels``.
+def capped_size(size: tuple[int, int], max_pixels: int | None, *, multiple: int = 1) -> tuple[int, int]:
+    """The size :func:`cap_pixels` gives an image of ``size``, computed without an image.
 
-    Both sides of the result are multiples of ``multiple`` (28 for Qwen2/2.5-VL, whose processor
-    would otherwise round them itself) and at least ``multiple``; like Qwen's ``smart_resize``, a
-    side shorter than ``multiple`` is rounded up to it. Images already within the cap are returned
-    unchanged (the same object).
+    Aspect kept, ``width * height <= max_pixels``, both sides multiples of ``multiple`` (at least ``multiple``);
+    a size within the cap (or no cap) is returned unchanged.
 
     Raises:
         ValueError: ``max_pixels`` is smaller than ``multiple ** 2``, so no size can satisfy both.
     """
+    width, height = size
+    if not max_pixels or width * height <= max_pixels:
+        return width, height
     if multiple < 1 or max_pixels < 1:
         raise ValueError(f"max_pixels and multiple must be >= 1, got {max_pixels}, {multiple}")
     if multiple * multiple > max_pixels:
         raise ValueError(f"max_pixels={max_pixels} is below multiple**2={multiple * multiple}")
-    width, height = image.size
-    if width * height <= max_pixels:
-        return image
     s = math.sqrt(max_pixels / (width * height))
     new_w = max(multiple, math.floor(width * s / multiple) * multiple)
     new_h = max(multiple, math.floor(height * s / multiple) * multiple)
@@ -225,5 +224,26 @@ def cap_pixels(image: Image.Image, *, max_pixels: int, multiple: int = 1) -> Ima
             new_w -= multiple
         else:
             new_h -= multiple
-    logger.debug("cap_pixels: %dx%d -> %dx%d (max_pixels=%d)", width, height, new_w, new_h, max_pixels)
-    return image.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    return new_w, new_h
+
+
+def cap_pixels(image: Image.Image, *, max_pixels: int, multiple: int = 1) -> Image.Image:
+    """Downscale ``image`` (keeping its aspect ratio) so that ``width * height <= max_pixels``.
+
+    Both sides of the result are multiples of ``multiple`` (28 for Qwen2/2.5-VL, whose processor
+    would otherwise round them itself) and at least ``multiple``; like Qwen's ``smart_resize``, a
+    side shorter than ``multiple`` is rounded up to it. Images already within the cap are returned
+    unchanged (the same object). The size is :func:`capped_size`'s.
+
+    Raises:
+        ValueError: ``max_pixels`` is smaller than ``multiple ** 2``, so no size can satisfy both.
+    """
+    if multiple < 1 or max_pixels < 1:
+        raise ValueError(f"max_pixels and multiple must be >= 1, got {max_pixels}, {multiple}")
+    if multiple * multiple > max_pixels:
+        raise ValueError(f"max_pixels={max_pixels} is below multiple**2={multiple * multiple}")
+    new_size = capped_size(image.size, max_pixels, multiple=multiple)
+    if new_size == image.size:
+        return image
+    logger.debug("cap_pixels: %dx%d -> %dx%d (max_pixels=%d)", *image.size, *new_size, max_pixels)
+    return image.resize(new_size, Image.Resampling.BICUBIC)

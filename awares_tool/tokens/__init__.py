@@ -17,7 +17,6 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from awares_tool.tokens import families
 from awares_tool.tokens.families import (
     FAMILY_NAMES,
     GenericFamily,
@@ -32,7 +31,20 @@ from awares_tool.tokens.families import (
 )
 from awares_tool.tokens.rules import select_best_resolution, smart_resize
 
-__all__ = [*families.__all__, "select_best_resolution", "smart_resize"]
+__all__ = [
+    "FAMILY_NAMES",
+    "GenericFamily",
+    "IdeficsFamily",
+    "LlavaFamily",
+    "LlavaNextFamily",
+    "QwenFamily",
+    "TokenFamily",
+    "count_visual_tokens",
+    "get_family",
+    "rtr",
+    "select_best_resolution",
+    "smart_resize",
+]
 
 _MOVED = {"token_report": "awares_tool.episode.costs", "TokenReport": "awares_tool.episode.costs"}
 

@@ -126,7 +126,7 @@ def show(
     """Draw items with their evidence boxes (red) and target crops, to check what a question needs."""
     from PIL import Image, ImageDraw
 
-    from awares_tool.overlay import draw_overlay
+    from awares_tool.crops.overlay import draw_overlay
 
     from .generator import BenchItem
     from .run import resolve_items_file

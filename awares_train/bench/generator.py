@@ -33,6 +33,8 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from awares_tool.crops import Box
+from awares_tool.episode.costs import oracle_rtr as episode_oracle_rtr
+from awares_tool.images.lowres import ScalePolicy
 from awares_tool.errors import AwaresError
 
 from .canvas import RenderContext, Rendered
@@ -127,6 +129,18 @@ class BenchItem(BaseModel):
     readable_in_capped_full: bool
     profile: str
 
+    def oracle_rtr(self, count: Callable[[int, int], int], *, lowres_factor: float = 0.5,
+                   model_max_pixels: int | None = None, crop_max_pixels: int | None = None) -> float:
+        """RTR when this item gets exactly its target crops (the episode's accounting, from sizes alone).
+
+        ``count`` is the model's token counter; ``model_max_pixels`` its pixel cap (the first view is a scale of
+        the capped full view); ``crop_max_pixels`` the loop's cap on every image shown, where the loop applies it.
+        """
+        value = episode_oracle_rtr((self.width, self.height), self.target_regions, counter=count,
+                           lowres=ScalePolicy(factor=lowres_factor), model_max_pixels=model_max_pixels,
+                           crop_max_pixels=crop_max_pixels)
+        return float(value) if value is not None else float("nan")
+
 
 def _sample_size(rng: random.Random, profile: BenchProfile, kind: str, above: bool | None) -> tuple[int, int, str]:
     """A size of an aspect ratio of ``kind``: long side log-uniform over the part of the profile's range that is
@@ -159,13 +173,18 @@ def _sample_size(rng: random.Random, profile: BenchProfile, kind: str, above: bo
         "min_side/max_side or set above_cap_share to None")
 
 
-def _digit_band(profile: BenchProfile, needs_crop: bool, low_scale: float, crop_scale: float) -> tuple[float, float]:
-    """Allowed digit heights in the low-res view for this label."""
+def _digit_band(profile: BenchProfile, needs_crop: bool, low_scale: float, crop_scale: float,
+                full_scale: float) -> tuple[float, float]:
+    """Allowed digit heights in the low-res view for this label.
+
+    Unreadable text is unreadable at low res, readable (with the margin) in the target crop, and no smaller than
+    ``min_unreadable`` of the threshold in the full view the model would see: above the pixel cap that view is
+    itself downscaled, so some text there is readable only in a crop (the case where AwaRes can beat full res).
+    """
     thr, m = profile.threshold_px, profile.margin
     if not needs_crop:
         return thr * m, thr * profile.max_readable
-    # unreadable at low res, readable (with the margin) in the target crop
-    return max(profile.min_unreadable * thr, thr * m * low_scale / crop_scale), thr / m
+    return max(profile.min_unreadable * thr * low_scale / full_scale, thr * m * low_scale / crop_scale), thr / m
 
 
 def _draw_digit_size(rng: random.Random, profile: BenchProfile, scales: ViewScales, targets: list[str], label: bool,
@@ -221,7 +240,7 @@ def generate_item(cfg: BenchConfig, split: str, index: int) -> tuple[BenchItem, 
         crop_scale = min(scales.crops[t] for t in targets)
         # a size and target are kept only if both labels are possible there, so that accepted sizes do not
         # depend on the label through this step
-        bands = {label: _digit_band(profile, label, scales.lowres, crop_scale) for label in (True, False)}
+        bands = {label: _digit_band(profile, label, scales.lowres, crop_scale, scales.full) for label in (True, False)}
         if any(lo > hi for lo, hi in bands.values()):
             continue
         # a digit height for each label (own label first, so the draw order is fixed)
@@ -323,10 +342,8 @@ def write_split(out_dir: str | Path, cfg: BenchConfig, split: str, n: int, *, wo
     (out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
     items = [BenchItem.model_validate_json(line) for line in lines]
     stats = split_stats(items)
-    from .run import oracle_rtr  # the run module's accounting; imported here to keep module imports acyclic
-
     count = profile.token_family().count
-    oracle = {it.id: oracle_rtr(it, count, lowres_factor=profile.lowres_factor, crop_max_pixels=profile.max_pixels)
+    oracle = {it.id: it.oracle_rtr(count, lowres_factor=profile.lowres_factor, model_max_pixels=profile.max_pixels)
               for it in items}
     stats["oracle_rtr"] = {
         name: round(sum(oracle[it.id] for it in group) / len(group), 4)

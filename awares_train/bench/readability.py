@@ -17,7 +17,8 @@ from PIL import ImageFont
 from pydantic import BaseModel
 
 from awares_tool.crops import get_crop_set
-from awares_tool.lowres import ScalePolicy, lowres_size
+from awares_tool.episode.episode import first_view_size
+from awares_tool.images.lowres import ScalePolicy
 
 from .profiles import BenchProfile
 
@@ -63,7 +64,8 @@ def view_scales(profile: BenchProfile, width: int, height: int, crop_set: str = 
     Each scale is the geometric mean of the horizontal and vertical scale after the processor's
     ``smart_resize`` (pixel cap and rounding to the patch grid).
     """
-    lw, lh = lowres_size(ScalePolicy(factor=profile.lowres_factor), width, height)
+    # the first view exactly as a CropEpisode makes it: above the cap, a scale of the capped full view
+    lw, lh = first_view_size((width, height), ScalePolicy(factor=profile.lowres_factor), model_max_pixels=profile.max_pixels)
     family = profile.token_family()
 
     def scale(w: int, h: int, native_w: int, native_h: int) -> float:

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from awares_tool.crops import get_crop_set
-from awares_tool.lowres import ScalePolicy, lowres_size
 from awares_train.eval.harness import (
     EvalItem,
     ItemResult,
@@ -36,7 +33,7 @@ from awares_train.eval.harness import (
 from .generator import BenchItem
 from .profiles import BenchProfile, get_profile
 
-__all__ = ["BenchReport", "ReadabilityBin", "readability_curve", "resolve_items_file", "load_bench", "oracle_rtr", "capped_size", "run_bench", "SLICES"]
+__all__ = ["BenchReport", "ReadabilityBin", "readability_curve", "resolve_items_file", "load_bench", "run_bench", "SLICES"]
 
 log = logging.getLogger(__name__)
 
@@ -194,36 +191,6 @@ def load_bench(path: Path, limit: int | None = None) -> tuple[list[BenchItem], l
     return bench, evals, profile
 
 
-def capped_size(width: int, height: int, max_pixels: int | None) -> tuple[int, int]:
-    """The size :func:`awares_tool.lowres.cap_pixels` gives (``multiple=1``), without an image."""
-    if not max_pixels or width * height <= max_pixels:
-        return width, height
-    s = math.sqrt(max_pixels / (width * height))
-    w, h = max(1, math.floor(width * s)), max(1, math.floor(height * s))
-    while w * h > max_pixels:  # mirrors cap_pixels' loop for float noise
-        if w >= h and w > 1:
-            w -= 1
-        else:
-            h -= 1
-    return w, h
-
-
-def oracle_rtr(item: BenchItem, count: Callable[[int, int], int], *, lowres_factor: float = 0.5,
-               crop_max_pixels: int | None = None) -> float:
-    """RTR when ``item`` gets exactly its target crops: (low-res view + target crops) / full image tokens.
-
-    Measured the way the loop measures awares mode: the denominator is the full image as the model's counter
-    sees it (its own pixel cap applies), crops are cut at native resolution and capped like the loop caps them.
-    """
-    w, h = item.width, item.height
-    spent = count(*lowres_size(ScalePolicy(factor=lowres_factor), w, h))
-    cs = get_crop_set("awares9")
-    for name in item.target_regions:
-        x0, y0, x1, y1 = cs.box(name, w, h)
-        spent += count(*capped_size(x1 - x0, y1 - y0, crop_max_pixels))
-    return spent / count(w, h)
-
-
 def _counter(be: Any, profile: BenchProfile) -> Callable[[int, int], int]:
     counter = getattr(be, "count_image_tokens", None)
     if callable(counter):
@@ -240,8 +207,9 @@ def _counter(be: Any, profile: BenchProfile) -> Callable[[int, int], int]:
 def _backend_with_cap(backend: Any, max_pixels: int | None) -> tuple[Any, dict[str, Any], str]:
     """Resolve the backend so that the model sees at most ``max_pixels`` per image.
 
-    Transformers backends (and the embedded default) get the cap in their processor (exact token counts);
-    other backends get images downscaled by the loop (``crop_max_pixels``: full image and crops).
+    Transformers backends (and the embedded default) get the cap in their processor (exact token counts, and the
+    loop reads it from there); other backends are told it (``model_max_pixels``) and get every image downscaled
+    to it by the loop (``crop_max_pixels``).
     """
     from awares_tool.backends import resolve_backend
 
@@ -250,7 +218,8 @@ def _backend_with_cap(backend: Any, max_pixels: int | None) -> tuple[Any, dict[s
     kind = backend.partition(":")[0] if isinstance(backend, str) else None
     if backend is None or backend == "default" or kind in ("transformers", "hf"):
         return resolve_backend(backend, max_pixels=max_pixels), {}, "the processor's max_pixels"
-    return resolve_backend(backend), {"crop_max_pixels": max_pixels}, "the loop's crop_max_pixels"
+    return (resolve_backend(backend), {"crop_max_pixels": max_pixels, "model_max_pixels": max_pixels},
+            "the loop's crop_max_pixels")
 
 
 def run_bench(
@@ -301,8 +270,8 @@ def run_bench(
             if group:
                 summaries.append(summarize_cell(group, report.label, mode, name))
     count = _counter(be, profile)
-    oracles = {it.id: oracle_rtr(it, count, lowres_factor=profile.lowres_factor,
-                                 crop_max_pixels=loop_kwargs.get("crop_max_pixels")) for it in bench}
+    oracles = {it.id: it.oracle_rtr(count, lowres_factor=profile.lowres_factor, model_max_pixels=cap,
+                                    crop_max_pixels=loop_kwargs.get("crop_max_pixels")) for it in bench}
     oracle = {}
     for name in kinds:
         vals = [oracles[it.id] for it in bench if it.benchmark == name]

@@ -6,7 +6,6 @@ fields) and are overridden by the flags given on the command line.
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any, Optional
