@@ -143,3 +143,16 @@ def test_ocr_grounding_finds_the_code_on_generated_images():
             el, et, er, eb = s.evidence_box
             hits += el <= l and et <= t and r <= er and b <= eb  # inside the code's white box
     assert hits / n >= 0.9, f"OCR grounding found {hits}/{n} codes"
+
+
+def test_two_pieces_of_evidence_map_to_their_own_crops_not_their_union():
+    """Codes in opposite corners need quarters 0 and 3; their union box would map to the two halves."""
+    from awares_tool.crops import get_crop_set
+    from awares_train.data.grounding import DatasetGrounder, map_grounding_to_regions
+
+    rec = VQARecord(id="pair", source="bench", question="q", answers=["1"], image="x.png",
+                    evidence_boxes=[(20, 20, 120, 60), (880, 700, 980, 740)])
+    found = DatasetGrounder().ground(rec, None, "1")  # type: ignore[arg-type]
+    assert found.box == (20, 20, 980, 740) and len(found.parts) == 2
+    regions, fell_back = map_grounding_to_regions(found, get_crop_set("awares9"), 1000, 800)
+    assert regions == ["0", "3"] and not fell_back

@@ -20,6 +20,7 @@ from awares_train.data.grounding import (
     VLMGrounder,
     get_grounder,
     map_box_to_regions,
+    map_grounding_to_regions,
 )
 from awares_train.data.judges import EmbeddingJudge, Judge, Judgement, LLMJudge, MetricJudge, get_judge, label_for
 from awares_train.data.adapters import load_records
@@ -49,4 +50,5 @@ __all__ = [
     "ChainGrounder",
     "get_grounder",
     "map_box_to_regions",
+    "map_grounding_to_regions",
 ]

@@ -28,7 +28,7 @@ from awares_tool.images.lowres import parse_lowres
 from awares_tool.protocol import CropRequest, build_system_prompt, example_request
 from awares_train.data.answering import answer_twice, load_backend
 from awares_train.data.format import Trajectory, build_messages, copy_or_save, safe_name, save_png
-from awares_train.data.grounding import Grounder, get_grounder, map_box_to_regions
+from awares_train.data.grounding import Grounder, get_grounder, map_grounding_to_regions
 from awares_train.data.judges import Judge, get_judge, label_for
 from awares_train.data.adapters import load_records
 from awares_train.data.records import VQARecord, count_rows
@@ -141,8 +141,8 @@ def process_record(rec: VQARecord, ctx: _Context) -> tuple[Literal["data", "reje
             regions, fallback = ["all"], "no_box"
         else:
             evidence, grounding = found.box, found.method
-            regions, fell_back = map_box_to_regions(found.box, ctx.crop_set, width, height, rule=cfg.region_rule,
-                                                    threshold=cfg.region_threshold)
+            regions, fell_back = map_grounding_to_regions(found, ctx.crop_set, width, height, rule=cfg.region_rule,
+                                                          threshold=cfg.region_threshold)
             fallback = "no_region" if fell_back else None
     if cfg.answer_source == "model":
         answer = two.fullres if j.verdict == "fullres" else two.lowres

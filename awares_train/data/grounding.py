@@ -39,6 +39,7 @@ __all__ = [
     "ChainGrounder",
     "parse_box_reply",
     "map_box_to_regions",
+    "map_grounding_to_regions",
     "get_grounder",
 ]
 
@@ -54,6 +55,8 @@ class Grounding(BaseModel):
     box: Box
     method: GroundingKind
     detail: dict[str, Any] = Field(default_factory=dict)
+    parts: list[Box] = Field(default_factory=list, description="The separate evidence boxes ``box`` is the union of "
+                                                               "(several pieces of evidence: each maps to its own crops).")
 
 
 @runtime_checkable
@@ -80,7 +83,7 @@ class DatasetGrounder:
         if not record.evidence_boxes:
             return None
         return Grounding(box=_union(record.evidence_boxes), method="dataset",
-                         detail={"boxes": len(record.evidence_boxes)})
+                         detail={"boxes": len(record.evidence_boxes)}, parts=list(record.evidence_boxes))
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "dataset"}
@@ -246,6 +249,23 @@ def map_box_to_regions(box: Sequence[float], crop_set: CropSet, width: int, heig
     if names:
         return names, False
     return [FULL_IMAGE], True
+
+
+def map_grounding_to_regions(found: Grounding, crop_set: CropSet, width: int, height: int, *,
+                             rule: Literal["iou", "cover"] = "cover",
+                             threshold: float | None = None) -> tuple[list[str], bool]:
+    """Target regions for a grounding: each piece of evidence maps to its own crops, then they are merged.
+
+    Two pieces in opposite corners need those two quarters, not the halves their union box would map to.
+    Any piece that maps to nothing makes the whole target ``all`` (``fallback`` True).
+    """
+    names: list[str] = []
+    for box in found.parts or [found.box]:
+        regions, fell_back = map_box_to_regions(box, crop_set, width, height, rule=rule, threshold=threshold)
+        if fell_back:
+            return [FULL_IMAGE], True
+        names += [n for n in regions if n not in names]
+    return names, False
 
 
 def get_grounder(spec: Any = "dataset,ocr", *, backend: Any = None, units: str = "norm1000",
