@@ -320,7 +320,9 @@ def test_openai_agents_ask_image(oai: ModuleType, root: Path) -> None:
 # ============================================================================ lmms-eval
 @pytest.fixture(scope="module")
 def lmms_mod() -> ModuleType:
-    return _load("lmms-eval/awares_lmms.py", "awares_lmms_eval")
+    from awares_train.eval import lmms
+
+    return lmms
 
 
 def _scene() -> Image.Image:
@@ -401,3 +403,37 @@ def test_lmms_eval_model_generate_until(lmms_mod: ModuleType, tmp_path: Path) ->
     with pytest.raises(NotImplementedError, match="generate_until"):
         model.loglikelihood(requests)
 
+
+
+def test_lmms_eval_finds_the_model_by_name_through_the_entry_point() -> None:
+    """No file copied by hand: lmms-eval's own registry resolves `--model awares` to this package's class."""
+    pytest.importorskip("lmms_eval.models", reason="lmms-eval is not installed (pip install lmms-eval)")
+    from lmms_eval.models import get_model, list_available_models
+
+    assert "awares" in list_available_models()
+    chat, simple = get_model("awares"), get_model("awares", force_simple=True)
+    assert chat.__name__ == "AwaresChatLMMS" and not chat.is_simple
+    assert simple.__name__ == "AwaresLMMS" and simple.is_simple
+
+
+def test_lmms_eval_chat_requests_run_the_loop(lmms_mod: ModuleType) -> None:
+    """The newer chat signature: (context, doc_to_messages, gen_kwargs, doc_id, task, split)."""
+    pytest.importorskip("lmms_eval.api.model", reason="lmms-eval is not installed (pip install lmms-eval)")
+    from lmms_eval.api.instance import Instance
+    from lmms_eval.protocol import ChatMessages
+
+    backend = ScriptedBackend(["GET_CROPS: ['3']", "red"])
+    model = lmms_mod.AwaresChatLMMS(backend_obj=backend)
+    docs = [{"image": _scene(), "q": "Colour of the bottom-right corner?"}]
+    model.task_dict = {"toy": {"test": docs}}
+
+    def doc_to_messages(doc: dict[str, Any]) -> ChatMessages:
+        return ChatMessages(messages=[{"role": "user", "content": [{"type": "image", "url": doc["image"]},
+                                                                   {"type": "text", "text": doc["q"]}]}])
+
+    req = Instance(request_type="generate_until", idx=0, metadata={"task": "toy", "doc_id": 0, "repeats": 1},
+                   arguments=("", doc_to_messages, {"max_new_tokens": 8}, 0, "toy", "test"))
+    out = model.generate_until([req])
+    assert [o.text for o in out] == ["red"]  # only the answer, not the crop request
+    assert backend.calls[0][-1].text_content.strip() == "Colour of the bottom-right corner?"
+    assert _mostly(backend.calls[1][-1].images[0], RED) and model.runner.records[0].regions == ["3"]

@@ -11,10 +11,15 @@ sample, written as JSONL when ``log_path`` is set, and summarised per task in th
 
 The request handling lives in :class:`AwaresEvalRunner`, which does not import lmms-eval, so it is
 tested everywhere; ``AwaresLMMS`` is the thin ``lmms`` subclass, built on first access (lmms-eval's
-base class imports torch). Run it (the tasks download their data sets from the Hub)::
+base class imports torch). It is registered with lmms-eval through the ``lmms_eval.models`` entry point of
+this package (:func:`manifests`), as a "simple" and a "chat" model, so after ``pip install awares`` the harness
+finds it by name and no file is copied anywhere. Both request signatures are answered: the simple one
+``(context, gen_kwargs, doc_to_visual, doc_id, task, split)`` and the chat one
+``(context, doc_to_messages, gen_kwargs, doc_id, task, split)``. Run it (the tasks download their data sets)::
 
-    python integrations/lmms-eval/awares_lmms.py --backend transformers:Kimhi/AWARES-Qwen2.5-VL-7B \\
-        --tasks chartqa,docvqa_val --limit 200 --log runs/lmms/awares.jsonl
+    lmms-eval --model awares --model_args backend=transformers:Kimhi/AWARES-Qwen2.5-VL-7B \\
+        --tasks chartqa,docvqa_val --limit 200
+    python -m awares_train.eval.lmms --backend ... --tasks chartqa --log runs/lmms/awares.jsonl   # + RTR summary
 
 AwaRes looks at one image: a document with several images uses the first (``multi_image="first"``,
 with a warning) or fails (``"error"``). Tested with lmms-eval 0.7.3 (``tests/test_integrations.py``).
@@ -38,7 +43,7 @@ from awares_tool.backends.base import GenerationSettings
 from awares_tool.errors import AwaresError
 from awares_tool.episode.result import CropResult, Mode
 
-__all__ = ["AwaresEvalConfig", "SampleRecord", "AwaresEvalRunner", "AwaresLMMS", "main"]
+__all__ = ["AwaresEvalConfig", "SampleRecord", "AwaresEvalRunner", "AwaresLMMS", "AwaresChatLMMS", "manifests", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -215,11 +220,11 @@ class AwaresEvalRunner:
 _LMMS_CLASS: Any = None
 
 
-def _lmms_class() -> Any:
-    """Build ``AwaresLMMS`` on first use (lmms-eval's base class imports torch; the runner needs none)."""
+def _lmms_class(name: str = "AwaresLMMS") -> Any:
+    """Build ``AwaresLMMS`` (and its chat twin) on first use (lmms-eval's base class imports torch)."""
     global _LMMS_CLASS
     if _LMMS_CLASS is not None:
-        return _LMMS_CLASS
+        return _LMMS_CLASS[name]
     try:
         from lmms_eval.api.instance import Instance
         from lmms_eval.api.model import lmms
@@ -250,8 +255,7 @@ def _lmms_class() -> Any:
         def generate_until(self, requests: list[Instance]) -> list[Any]:
             outputs: list[Any] = []
             for req in requests:
-                context, gen_kwargs, doc_to_visual, doc_id, task, split = req.args
-                visuals = doc_to_visual(self.task_dict[task][split][doc_id])
+                context, visuals, gen_kwargs, doc_id, task = self._read(req.args)
                 text, result = self.runner.answer(context, visuals, gen_kwargs, task=task, doc_id=doc_id)
                 self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
                 if GenerationResult is not None and result is not None:
@@ -264,6 +268,14 @@ def _lmms_class() -> Any:
                 logger.info("AwaRes %s on %s: %s", self.runner.config.mode, task, stats)
             return outputs
 
+        def _read(self, args: Sequence[Any]) -> tuple[str, list[Any], dict[str, Any], Any, str]:
+            """``(question, images, gen_kwargs, doc_id, task)`` from a simple or a chat request."""
+            context, second, third, doc_id, task, split = args
+            doc = self.task_dict[task][split][doc_id]
+            if isinstance(second, dict):  # simple: (context, gen_kwargs, doc_to_visual, ...)
+                return context, list(third(doc) or []), second, doc_id, task
+            return (*_from_messages(second(doc), context), third or {}, doc_id, task)  # chat: doc_to_messages
+
         def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
             raise NotImplementedError("AwaRes generates answers; use generate_until tasks (not "
                                       "multiple-choice loglikelihood ones)")
@@ -272,14 +284,52 @@ def _lmms_class() -> Any:
             raise NotImplementedError("AwaRes runs its own crop rounds; use single-round generate_until "
                                       "tasks")
 
-    AwaresLMMS.__module__ = __name__
-    _LMMS_CLASS = AwaresLMMS
-    return AwaresLMMS
+    class AwaresChatLMMS(AwaresLMMS):
+        """The same model registered as lmms-eval's "chat" type (requests carry ``doc_to_messages``)."""
+
+        is_simple = False
+
+    AwaresLMMS.is_simple = True
+    AwaresLMMS.__module__ = AwaresChatLMMS.__module__ = __name__
+    _LMMS_CLASS = {"AwaresLMMS": AwaresLMMS, "AwaresChatLMMS": AwaresChatLMMS}
+    return _LMMS_CLASS[name]
+
+
+def _from_messages(messages: Any, context: str) -> tuple[str, list[Any]]:
+    """The question text and images of a chat request's messages (lmms-eval ``doc_to_messages`` output).
+
+    Parts are dicts (``{"type": "image", "url": ...}``) or lmms-eval's pydantic content objects; only user turns
+    count; the request's ``context`` is the fallback question when the messages carry no text.
+    """
+    texts: list[str] = []
+    images: list[Any] = []
+    for msg in getattr(messages, "messages", messages) or []:
+        role = msg.get("role") if isinstance(msg, dict) else getattr(msg, "role", None)
+        if role not in (None, "user"):
+            continue
+        for part in (msg.get("content") if isinstance(msg, dict) else getattr(msg, "content", [])) or []:
+            get = part.get if isinstance(part, dict) else lambda k, d=None, p=part: getattr(p, k, d)
+            if get("type") == "image":
+                images.append(get("url", get("image")))
+            elif get("type") == "text" and get("text"):
+                texts.append(str(get("text")))
+    return ("\n".join(texts) or context), images
+
+
+def manifests() -> list[Any]:
+    """lmms-eval's registration of this model (entry point ``lmms_eval.models``: ``awares``).
+
+    Called by the harness only, so lmms-eval is imported here, not when this module is.
+    """
+    from lmms_eval.models.registry_v2 import ModelManifest
+
+    return [ModelManifest(model_id="awares", simple_class_path=f"{__name__}.AwaresLMMS",
+                          chat_class_path=f"{__name__}.AwaresChatLMMS")]
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: ``from awares_lmms import AwaresLMMS`` builds it lazily
-    if name == "AwaresLMMS":
-        return _lmms_class()
+    if name in ("AwaresLMMS", "AwaresChatLMMS"):
+        return _lmms_class(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
