@@ -327,7 +327,7 @@ def manifests() -> list[Any]:
                           chat_class_path=f"{__name__}.AwaresChatLMMS")]
 
 
-def __getattr__(name: str) -> Any:  # PEP 562: ``from awares_lmms import AwaresLMMS`` builds it lazily
+def __getattr__(name: str) -> Any:  # PEP 562: ``from awares_train.eval.lmms import AwaresLMMS`` builds it lazily
     if name in ("AwaresLMMS", "AwaresChatLMMS"):
         return _lmms_class(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
