@@ -32,6 +32,7 @@ from awares_tool.adapters.common import (
     RegionsResult,
     ViewResult,
 )
+from awares_tool.backends.spec import ATTN_HELP, DEVICE_HELP, DTYPE_HELP, spec_with_options
 from awares_tool.errors import AwaresError, require_extra
 from awares_tool.images import ImageLimits
 
@@ -147,6 +148,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="allow http(s) image URLs (public hosts only, size and time limited)")
     p.add_argument("--backend", default=None,
                    help="backend spec for ask_image, e.g. transformers:PATH (default: the embedded model)")
+    p.add_argument("--device", default=None, help="ask_image model: " + DEVICE_HELP)
+    p.add_argument("--dtype", default=None, help="ask_image model: " + DTYPE_HELP)
+    p.add_argument("--attn", default=None, help="ask_image model: " + ATTN_HELP)
     p.add_argument("--crop-set", default="awares9", help="crop set name or file")
     p.add_argument("--lowres", default=None, help="low-res policy, e.g. 0.5 or 512px (default: half each side)")
     p.add_argument("--max-pixels", type=int, default=50_000_000, help="refuse images with more pixels")
@@ -173,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
                              allow_urls=args.allow_urls)
         config = AdapterConfig(roots=tuple(args.root), limits=limits, max_crops=args.max_crops,
                                max_image_pixels=args.send_max_pixels, crop_set=args.crop_set, lowres=args.lowres)
+        backend = spec_with_options(args.backend, device=args.device, dtype=args.dtype, attn=args.attn)
         service = ImageService(config, store=ImageStore(args.store_mb * 1024 * 1024, limits=limits),
-                               backend=args.backend)
+                               backend=backend)
         server = build_server(service)
     except (ValueError, AwaresError) as e:
         print(f"awares-mcp: error: {e}", file=sys.stderr)
