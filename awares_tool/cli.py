@@ -312,11 +312,11 @@ def ui(
     from .errors import require_extra
 
     def run() -> None:
+        # The flags go into the preselected spec (checked here, before the page starts), so the menu shows them.
+        spec = spec_with_options(backend, device=device, dtype=dtype, attn=attn)
         require_extra("gradio", "ui")
         from .ui import serve
 
-        # The flags go into the preselected spec (checked here, before the page starts), so the menu shows them.
-        spec = spec_with_options(backend, device=device, dtype=dtype, attn=attn)
         typer.echo(f"awares ui: http://{host}:{port}  (Ctrl+C to stop)", err=True)
         serve(spec, host=host, port=port, timeout_s=timeout)
 

@@ -93,6 +93,7 @@ def load_spy(monkeypatch):
     return calls
 
 
+@pytest.mark.hf
 @pytest.mark.slow
 def test_crop_on_demand_in_a_loop_loads_the_model_once_and_every_path_shares_it(tiny_spec, load_spy):
     from awares_tool import crop_on_demand
@@ -118,6 +119,7 @@ def test_crop_on_demand_in_a_loop_loads_the_model_once_and_every_path_shares_it(
     clear_cache(tiny_spec + "?device=cpu&attn=sdpa")
 
 
+@pytest.mark.hf
 @pytest.mark.slow
 def test_options_reach_from_pretrained_and_a_missing_device_fails_before_loading(tiny_spec, load_spy):
     import torch
@@ -130,6 +132,11 @@ def test_options_reach_from_pretrained_and_a_missing_device_fails_before_loading
     assert {p.dtype for p in be.model.parameters()} == {torch.bfloat16} and be.dtype == "bfloat16"
     assert be.model.config._attn_implementation == "eager"
     n = len(load_spy)
+    from awares_tool.backends.transformers import TransformersBackend
+    from awares_tool.errors import BackendSpecError
+
+    with pytest.raises(BackendSpecError, match="bad value 'bf17' for option 'dtype'"):
+        TransformersBackend(tiny_spec.partition(":")[2], dtype="bf17")  # the constructor checks the same way
     if not torch.cuda.is_available():
         with pytest.raises(BackendUnavailableError, match="no CUDA device"):
             resolve_backend(tiny_spec, device="cuda")
@@ -139,6 +146,7 @@ def test_options_reach_from_pretrained_and_a_missing_device_fails_before_loading
     clear_cache(tiny_spec, dtype="bf16", attn="eager", device="cpu")
 
 
+@pytest.mark.hf
 @pytest.mark.slow
 def test_checkpoint_info_counts_the_real_parameters(tiny_spec):
     from awares_tool.backends import resolve_backend
@@ -147,3 +155,19 @@ def test_checkpoint_info_counts_the_real_parameters(tiny_spec):
     be = resolve_backend(tiny_spec)
     info = checkpoint_info(tiny_spec.partition(":")[2])
     assert info.n_params == sum(p.numel() for p in be.model.parameters()) and info.stored_dtype == "float32"
+
+
+@pytest.mark.hf
+def test_the_embedded_model_is_cached_by_where_it_lies(monkeypatch, tmp_path):
+    pytest.importorskip("transformers")
+    from awares_tool.backends import default_model_path, is_cached, resolve_backend
+    from awares_tool.errors import BackendUnavailableError
+
+    if not (default_model_path() / "config.json").is_file():
+        pytest.skip("no embedded model in this checkout")
+    be = resolve_backend(None)
+    assert resolve_backend("default") is be and is_cached(None) and be.name == "default:tiny-awares"
+    monkeypatch.setattr("awares_tool.backends._MODELS_DIR", tmp_path)  # the folder went away
+    assert not is_cached(None)
+    with pytest.raises(BackendUnavailableError, match="embedded default model is missing"):
+        resolve_backend(None)

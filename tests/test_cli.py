@@ -110,6 +110,7 @@ def test_console_script_runs_in_a_subprocess():
     assert json.loads(out.stdout)["4"] == [50, 0, 150, 100]
 
 
+@pytest.mark.hf
 @pytest.mark.slow
 def test_ask_runs_a_tiny_model_in_bfloat16_on_cpu(tmp_path):
     """Issue 18's acceptance: `awares ask IMG Q --backend transformers:PATH --dtype bfloat16 --device cpu`."""
@@ -145,3 +146,11 @@ def test_ask_refuses_bad_model_options_in_one_line(tmp_path, args, words):
     res = runner.invoke(app, ["ask", str(img), "q", *args])
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert all(w in res.output for w in words), res.output
+
+
+@pytest.mark.parametrize("command", [["ui"], ["demo", "--out", "OUT"]])
+def test_ui_and_demo_refuse_bad_model_flags_before_starting(tmp_path, command):
+    command = [str(tmp_path) if c == "OUT" else c for c in command]
+    res = runner.invoke(app, [*command, "--dtype", "bf17"])
+    assert res.exit_code == 2 and "bad value 'bf17' for option 'dtype'" in res.output, res.output
+    assert not any(tmp_path.iterdir())  # nothing was served or written

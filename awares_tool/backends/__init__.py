@@ -87,7 +87,7 @@ def resolve_backend(backend: Any = None, **options: Any) -> VLMBackend:
                             f"{type(backend).__name__} object itself")
         return backend
     spec = parse_backend_spec(backend).with_options(**options)
-    return _CACHE.get(spec.cache_key(), lambda: _build(spec))
+    return _CACHE.get(_key(spec), lambda: _build(spec))
 
 
 def clear_cache(backend: str | None = None, **options: Any) -> int:
@@ -98,12 +98,17 @@ def clear_cache(backend: str | None = None, **options: Any) -> int:
     """
     if backend is None and not options:
         return _CACHE.clear()
-    return _CACHE.clear(parse_backend_spec(backend).with_options(**options).cache_key())
+    return _CACHE.clear(_key(parse_backend_spec(backend).with_options(**options)))
 
 
 def is_cached(backend: str | None = None, **options: Any) -> bool:
     """Whether the backend that ``backend`` (+ options) names is loaded in this process (never loads it)."""
-    return _CACHE.contains(parse_backend_spec(backend).with_options(**options).cache_key())
+    return _CACHE.contains(_key(parse_backend_spec(backend).with_options(**options)))
+
+
+def _key(spec: BackendSpec) -> tuple[str, ...]:
+    # The embedded model is keyed by where it lies too (a checkout may swap the folder while a process runs).
+    return (*spec.cache_key(), str(default_model_path()) if spec.kind == "default" else "")
 
 
 def _build(spec: BackendSpec) -> VLMBackend:

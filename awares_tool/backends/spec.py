@@ -297,6 +297,12 @@ class BackendSpec(BaseModel):
 def parse_backend_spec(spec: str | None) -> BackendSpec:
     """Parse ``KIND:TARGET?options`` (None or ``"default"`` is the embedded model) into a :class:`BackendSpec`.
 
+    >>> spec = parse_backend_spec("transformers:/models/qwen?dtype=bf16&device=cuda:0")
+    >>> spec.kind, spec.target, spec.options.dtype, spec.options.device
+    ('transformers', '/models/qwen', 'bfloat16', 'cuda:0')
+    >>> str(spec.with_options(attn="eager"))
+    'transformers:/models/qwen?attn=eager&device=cuda:0&dtype=bfloat16'
+
     Raises:
         BackendSpecError: Not of the form ``KIND:TARGET``, an unknown kind, or an unknown or bad option.
     """

@@ -168,15 +168,18 @@ class BackendPool:
         named: Extra choices shown on the page, name -> backend object or spec string (``awares ui
             --backend SPEC`` adds the spec; tests add a :class:`ScriptedBackend`).
         resolver: Turns a spec (None for the default model) into a backend, caching it; injectable for tests.
-        loaded: Whether a spec's backend is loaded already, without loading it (for the status line).
+        loaded: Whether a spec's backend is loaded already, without loading it (for the status line);
+            default: the shared cache's answer, or "not yet" with an injected resolver.
 
     A failed load is not cached: the default model may appear while the page is up.
     """
 
     def __init__(self, named: Mapping[str, Any] | None = None, resolver: Callable[[Any], Any] = resolve_backend,
-                 loaded: Callable[[Any], bool] = is_cached):
+                 loaded: Callable[[Any], bool] | None = None):
         self._named = dict(named or {})
         self._resolver = resolver
+        if loaded is None:  # an injected resolver has its own cache (or none): the shared one says nothing of it
+            loaded = is_cached if resolver is resolve_backend else (lambda _spec: False)
         self._loaded = loaded
 
     def choices(self) -> list[str]:
