@@ -23,6 +23,27 @@ app = typer.Typer(
 )
 
 
+def device_option() -> Any:
+    """``--device``, as every command that loads a model takes it (also ``awares-train``'s)."""
+    from .backends.spec import DEVICE_HELP
+
+    return typer.Option(None, "--device", help=DEVICE_HELP)
+
+
+def dtype_option() -> Any:
+    """``--dtype``, as every command that loads a model takes it."""
+    from .backends.spec import DTYPE_HELP
+
+    return typer.Option(None, "--dtype", help=DTYPE_HELP)
+
+
+def attn_option() -> Any:
+    """``--attn``, as every command that loads a model takes it."""
+    from .backends.spec import ATTN_HELP
+
+    return typer.Option(None, "--attn", help=ATTN_HELP)
+
+
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
@@ -181,6 +202,9 @@ def ask(
     max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Decoding limit per turn."),
     show: Optional[Path] = typer.Option(None, "--show", help="Also write the overlay of the fetched crops here."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON."),
+    device: Optional[str] = device_option(),
+    dtype: Optional[str] = dtype_option(),
+    attn: Optional[str] = attn_option(),
 ) -> None:
     """Answer a question about an image, fetching high-res crops only where the model asks."""
     from .backends import resolve_backend
@@ -197,7 +221,7 @@ def ask(
         named_card = load_card(card) if card is not None else None  # a bad name or path fails before the model loads
         if named_card is not None and (backend or "").split(":")[0] in ("transformers", "hf", "openai"):
             options["model_card"] = named_card  # these apply its pixel limits / wording themselves
-        be = resolve_backend(backend, **options)
+        be = resolve_backend(backend, **options, device=device, dtype=dtype, attn=attn)
         if named_card is not None:
             be.model_card = named_card
         res = crop_on_demand(
@@ -210,6 +234,9 @@ def ask(
             typer.echo(res.model_dump_json(indent=2))
             return
         _print_result(res)
+        placement = getattr(be, "placement", None)
+        if placement is not None:
+            typer.echo(f"model:    {res.backend} on {placement.describe()}")
 
     _guard(run)
 
@@ -246,11 +273,15 @@ def _print_result(res: Any) -> None:
 def demo(
     out: Path = typer.Option(Path("out/demo"), "--out", help="Folder for the pictures."),
     backend: Optional[str] = typer.Option(None, "--backend", help="Backend spec (default: the embedded model)."),
+    device: Optional[str] = device_option(),
+    dtype: Optional[str] = dtype_option(),
+    attn: Optional[str] = attn_option(),
 ) -> None:
     """Run the embedded default model on a shipped example image (no download)."""
     from .demo import run_demo
 
-    _guard(lambda: run_demo(out, backend=backend, echo=typer.echo))
+    _guard(lambda: run_demo(out, backend=backend, echo=typer.echo,
+                            options={"device": device, "dtype": dtype, "attn": attn}))
 
 
 @app.command("export-gguf")
@@ -278,16 +309,22 @@ def ui(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (0.0.0.0 exposes the page to your network)."),
     port: int = typer.Option(7860, "--port", help="Port to serve on."),
     timeout: float = typer.Option(180.0, "--timeout", help="Default time limit per question, in seconds."),
+    device: Optional[str] = device_option(),
+    dtype: Optional[str] = dtype_option(),
+    attn: Optional[str] = attn_option(),
 ) -> None:
     """Serve the web demo: upload an image, ask, and see where the model looked and what it cost."""
+    from .backends import spec_with_options
     from .errors import require_extra
 
     def run() -> None:
+        # The flags go into the preselected spec (checked here, before the page starts), so the menu shows them.
+        spec = spec_with_options(backend, device=device, dtype=dtype, attn=attn)
         require_extra("gradio", "ui")
         from .ui import serve
 
         typer.echo(f"awares ui: http://{host}:{port}  (Ctrl+C to stop)", err=True)
-        serve(backend, host=host, port=port, timeout_s=timeout)
+        serve(spec, host=host, port=port, timeout_s=timeout)
 
     _guard(run)
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from awares_tool.crops import get_crop_set
-from .errors import BackendUnavailableError, MissingExtraError
+from .errors import BackendSpecError, BackendUnavailableError, MissingExtraError
 from awares_tool.images import open_image
 from awares_tool.crops.overlay import draw_overlay
 
@@ -29,11 +29,13 @@ def demo_assets() -> tuple[Path, list[dict[str, Any]]]:
     return ASSETS / spec["image"], spec["questions"]
 
 
-def run_demo(out: Path, *, backend: str | None = None, echo: Callable[[str], Any] = print) -> list[Any]:
+def run_demo(out: Path, *, backend: str | None = None, echo: Callable[[str], Any] = print,
+             options: Mapping[str, Any] | None = None) -> list[Any]:
     """Run the demo and return the results (empty when no model could be used).
 
     With ``backend=None`` the embedded model runs on transformers and, where llama-cpp-python is installed,
-    its shipped GGUF runs on llama.cpp as well; a spec string runs that backend only.
+    its shipped GGUF runs on llama.cpp as well; a spec string runs that backend only. ``options`` (device,
+    dtype, attn: the CLI's flags; None values ignored) apply to the transformers run.
     """
     image, questions = demo_assets()
     out.mkdir(parents=True, exist_ok=True)
@@ -42,7 +44,9 @@ def run_demo(out: Path, *, backend: str | None = None, echo: Callable[[str], Any
     try:
         from .backends import resolve_backend
 
-        be = resolve_backend(backend)
+        be = resolve_backend(backend, **dict(options or {}))
+    except BackendSpecError:
+        raise  # the user's own mistake: say so rather than fall back to the crop engine
     except (BackendUnavailableError, MissingExtraError) as e:
         echo(f"no model backend available ({e}); showing the crop engine only")
         return _crop_engine_demo(src, out, echo)

@@ -19,6 +19,7 @@ types, impossible settings) stay plain ``TypeError`` / ``ValueError``.
     ├── TokenCountError            the token accounting cannot count this image for this family
     ├── BackendError               the model backend failed
     │   ├── BackendUnavailableError  server down, model missing
+    │   │   └── BackendSpecError     a backend spec or option that cannot be used (also a ValueError)
     │   └── BackendTimeoutError      no answer in time
     └── MissingExtraError          an optional dependency is not installed (also an ImportError)
 """
@@ -40,6 +41,7 @@ __all__ = [
     "TokenCountError",
     "BackendError",
     "BackendUnavailableError",
+    "BackendSpecError",
     "BackendTimeoutError",
     "MissingExtraError",
     "require_extra",
@@ -103,6 +105,22 @@ class BackendError(AwaresError):
 
 class BackendUnavailableError(BackendError):
     """The backend cannot be reached or loaded (server down, model path missing)."""
+
+
+class BackendSpecError(BackendUnavailableError, ValueError):
+    """A backend spec string or option that cannot be used: unknown kind, unknown option, bad value.
+
+    A kind of :class:`BackendUnavailableError` (the backend cannot be built from it), so code that catches
+    that keeps working. ``key`` is the offending option (None for the spec's form or kind), ``value`` what
+    was given, ``valid`` the accepted option names or values, to show the user.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, value: object = None,
+                 valid: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.key = key
+        self.value = value
+        self.valid = valid
 
 
 class BackendTimeoutError(BackendError, TimeoutError):

@@ -108,3 +108,49 @@ def test_console_script_runs_in_a_subprocess():
         capture_output=True, text=True, check=True,
     )
     assert json.loads(out.stdout)["4"] == [50, 0, 150, 100]
+
+
+@pytest.mark.hf
+@pytest.mark.slow
+def test_ask_runs_a_tiny_model_in_bfloat16_on_cpu(tmp_path):
+    """Issue 18's acceptance: `awares ask IMG Q --backend transformers:PATH --dtype bfloat16 --device cpu`."""
+    torch = pytest.importorskip("torch")
+    from awares_tool.backends import clear_cache, resolve_backend
+    from awares_train.testing import tiny_vlm_path
+
+    spec = f"transformers:{tiny_vlm_path('qwen2.5-vl')}"
+    img = tmp_path / "in.png"
+    Image.new("RGB", (224, 224), "white").save(img)
+    try:
+        res = runner.invoke(app, ["ask", str(img), "What is here?", "--backend", spec, "--dtype", "bfloat16",
+                                  "--device", "cpu", "--max-new-tokens", "2"])
+        assert res.exit_code == 0, res.output
+        assert f"model:    {spec} on cpu, bfloat16, sdpa" in res.output
+        be = resolve_backend(spec, dtype="bfloat16", device="cpu")  # the CLI's backend, from the process cache
+        assert {p.dtype for p in be.model.parameters()} == {torch.bfloat16}
+        # the same options written into the spec name the same loaded model
+        assert resolve_backend(f"{spec}?device=cpu&dtype=bf16") is be
+    finally:
+        clear_cache(spec, dtype="bfloat16", device="cpu")
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--backend", "transformers:/nowhere", "--dtype", "bf17"], ["bad value 'bf17' for option 'dtype'", "bfloat16"]),
+    (["--backend", "transformers:/nowhere?dtpye=bf16"], ["unknown option 'dtpye'", "valid options: device, dtype"]),
+    (["--backend", "llamacpp:/nowhere.gguf", "--device", "cuda"], ["unknown option 'device' for llamacpp"]),
+    (["--backend", "transformers:/nowhere?dtype=float16", "--dtype", "bfloat16"], ["'dtype' is given twice"]),
+])
+def test_ask_refuses_bad_model_options_in_one_line(tmp_path, args, words):
+    img = tmp_path / "in.png"
+    Image.new("RGB", (64, 64), "white").save(img)
+    res = runner.invoke(app, ["ask", str(img), "q", *args])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert all(w in res.output for w in words), res.output
+
+
+@pytest.mark.parametrize("command", [["ui"], ["demo", "--out", "OUT"]])
+def test_ui_and_demo_refuse_bad_model_flags_before_starting(tmp_path, command):
+    command = [str(tmp_path) if c == "OUT" else c for c in command]
+    res = runner.invoke(app, [*command, "--dtype", "bf17"])
+    assert res.exit_code == 2 and "bad value 'bf17' for option 'dtype'" in res.output, res.output
+    assert not any(tmp_path.iterdir())  # nothing was served or written

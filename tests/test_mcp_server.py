@@ -291,3 +291,24 @@ def test_client_configs_start_a_valid_server(name: str) -> None:
     assert stdio and all(s["command"] == "awares-mcp" for s in stdio)
     for s in stdio:
         assert _parser().parse_args(s["args"]).root  # the arguments parse and name a root
+
+
+@pytest.mark.hf
+@pytest.mark.slow
+def test_model_flags_reach_the_ask_image_backend(tmp_path: Path, capsys) -> None:
+    """--device / --dtype / --attn go into --backend's spec; a bad one stops the server at start-up."""
+    pytest.importorskip("transformers")
+    from awares_tool.adapters.mcp_server import _parser, main, service_from_args
+    from awares_tool.backends import clear_cache
+    from awares_train.testing import tiny_vlm_path
+
+    assert main(["--root", str(tmp_path), "--backend", "transformers:/nowhere", "--dtype", "bf17"]) == 2
+    err = capsys.readouterr().err
+    assert "bad value 'bf17' for option 'dtype'" in err and "bfloat16" in err
+    spec = f"transformers:{tiny_vlm_path('qwen2.5-vl')}"
+    service = service_from_args(_parser().parse_args(["--root", str(tmp_path), "--backend", spec,
+                                                      "--dtype", "bfloat16", "--device", "cpu"]))
+    try:
+        assert service.backend.dtype == "bfloat16" and service.backend.placement.device == "cpu"
+    finally:
+        clear_cache(spec, dtype="bfloat16", device="cpu")

@@ -45,7 +45,7 @@ def last(views):
 
 def test_code_question_fetches_region_1_and_shows_where(pool):
     view, steps = last(ask(pool, str(IMAGE), "What is the code?", backend="scripted"))
-    assert [s.status.split(" ")[0] for s in steps[:-1]] == ["Loading", "Asking"]
+    assert [s.status.split(" ")[0] for s in steps[:-1]] == ["Asking"]  # a named backend object is ready
     assert view.ok and view.result.answer == "808"
     assert "Answer: 808" in view.answer
     assert "Fetched regions: 1 (top-right quarter)" in view.answer
@@ -71,10 +71,19 @@ def test_colour_question_needs_no_crop(pool):
     assert "RTR 0.250" in view.ledger
 
 
-def test_second_question_reuses_the_loaded_backend(pool):
-    last(ask(pool, str(IMAGE), "What is the code?", backend="scripted"))
-    _, steps = last(ask(pool, str(IMAGE), "What is the code?", backend="scripted"))
-    assert not any(s.status.startswith("Loading") for s in steps)
+def test_second_question_reuses_the_loaded_backend():
+    """The page says "Loading" only while the resolver's cache does not hold the spec yet."""
+    built: dict[str, ScriptedBackend] = {}
+
+    def resolver(spec):
+        return built.setdefault(spec, ScriptedBackend(model_reply))
+
+    pool = BackendPool(resolver=resolver, loaded=lambda spec: spec in built)
+    spec = "openai:http://127.0.0.1:1/v1#m"
+    _, steps = last(ask(pool, str(IMAGE), "What is the code?", backend=spec))
+    assert [s.status.split(" ")[0] for s in steps[:-1]] == ["Loading", "Asking"]
+    _, steps = last(ask(pool, str(IMAGE), "What is the code?", backend=spec))
+    assert [s.status.split(" ")[0] for s in steps[:-1]] == ["Asking"] and list(built) == [spec]
 
 
 def test_side_by_side_shows_both_answers_costs_and_times(pool):
@@ -141,8 +150,7 @@ def test_unavailable_backend_message_reaches_the_page():
 
 
 def test_real_default_backend_missing_is_explained(monkeypatch, tmp_path):
-    monkeypatch.setattr("awares_tool.backends._MODELS_DIR", tmp_path)
-    monkeypatch.setattr("awares_tool.backends._default_backend", None)
+    monkeypatch.setattr("awares_tool.backends._MODELS_DIR", tmp_path)  # the cache keys the default by its path
     monkeypatch.setattr(cb, "default_model_path", lambda: tmp_path / "tiny-awares")
     pool = BackendPool()
     assert backend_hint(pool, None).startswith("Backend unavailable: the embedded default model is missing")
@@ -150,7 +158,8 @@ def test_real_default_backend_missing_is_explained(monkeypatch, tmp_path):
     assert view.status.startswith("Backend unavailable: the embedded default model is missing at")
 
 
-def test_pool_resolves_each_choice_once_and_retries_failures():
+def test_pool_resolves_choices_through_the_resolver_and_retries_failures():
+    """The pool keeps no models: every choice goes to the resolver (by default the process-wide cache)."""
     calls: list[object] = []
     fake = ScriptedBackend(["red"])
 
@@ -160,15 +169,25 @@ def test_pool_resolves_each_choice_once_and_retries_failures():
             raise BackendUnavailableError("not yet")
         return fake
 
-    pool = BackendPool({"named": "transformers:/models/x"}, resolver=resolver)
+    pool = BackendPool({"named": "transformers:/models/x"}, resolver=resolver, loaded=lambda spec: spec is None)
     assert pool.choices() == [DEFAULT_CHOICE, "named"]
     with pytest.raises(BackendUnavailableError):
         pool.get(None)
     assert pool.get(None) is fake and pool.get(DEFAULT_CHOICE) is fake  # a failed load is retried
     assert pool.get("named") is fake and pool.get(" named ") is fake
     assert pool.get("openai:http://127.0.0.1:1/v1#m") is fake
-    assert calls == [None, None, "transformers:/models/x", "openai:http://127.0.0.1:1/v1#m"]
-    assert backend_hint(pool, "named") == "Backend named: loaded."
+    assert calls == [None, None, None, "transformers:/models/x", "transformers:/models/x",
+                     "openai:http://127.0.0.1:1/v1#m"]
+    assert backend_hint(pool, DEFAULT_CHOICE) == f"Backend {DEFAULT_CHOICE}: loaded."
+    assert backend_hint(pool, "named") == "Backend named: loads on the first question."
+
+
+def test_malformed_typed_spec_is_named_before_any_load():
+    pool = BackendPool()
+    hint = backend_hint(pool, "transformers:/models/x?dtpye=bf16")
+    assert hint.startswith("Bad backend spec: unknown option 'dtpye'") and "dtype" in hint
+    view, _ = last(ask(pool, str(IMAGE), "What is the code?", backend="transformers:/models/x?dtype=bf17"))
+    assert view.status.startswith("Bad backend spec: bad value 'bf17' for option 'dtype'")
 
 
 def test_unknown_token_counts_say_rtr_unknown():
@@ -238,3 +257,6 @@ def test_typed_transformers_spec_runs_a_real_tiny_model():
     assert f"RTR {res.tokens.rtr:.3f}" in view.ledger
     assert res.timings and res.timings[0].prompt_tokens > 0 and "model turn(s)" in view.timings
     assert pool.is_loaded(spec)
+    from awares_tool.backends import resolve_backend
+
+    assert pool.get(spec) is resolve_backend(spec)  # one model, shared with everything else in the process

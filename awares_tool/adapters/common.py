@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -104,7 +103,8 @@ class ImageService:
         config: Roots, limits and output settings.
         store: Where opened images are kept by id (a new bounded store by default).
         backend: Backend (object or spec string) for :meth:`ask`; resolved on first use, since loading
-            a model is slow and many agents never call ``ask_image``.
+            a model is slow and many agents never call ``ask_image``. A spec is checked at once and
+            loaded through the process-wide backend cache (shared with everything else that names it).
     """
 
     def __init__(self, config: AdapterConfig | None = None, *, store: ImageStore | None = None,
@@ -114,9 +114,11 @@ class ImageService:
         self.store = store if store is not None else ImageStore(limits=self.config.limits)
         self.crop_set: CropSet = get_crop_set(self.config.crop_set)
         self._lowres = parse_lowres(self.config.lowres)
+        if isinstance(backend, str) or backend is None:
+            from awares_tool.backends.spec import parse_backend_spec
+
+            parse_backend_spec(backend)  # a malformed spec fails when the server starts, not at the first ask
         self._backend_spec = backend
-        self._backend: Any = None
-        self._backend_lock = threading.Lock()
 
     # -- descriptions shared by the adapters
     def describe(self, tool: str) -> str:
@@ -277,13 +279,14 @@ class ImageService:
 
     @property
     def backend(self) -> Any:
-        """The backend for :meth:`ask`, built on first use (None means the embedded default model)."""
-        with self._backend_lock:
-            if self._backend is None:
-                from awares_tool.backends import resolve_backend
+        """The backend for :meth:`ask`, loaded on first use (None means the embedded default model).
 
-                self._backend = resolve_backend(self._backend_spec)
-            return self._backend
+        Not kept here: the process-wide cache of :func:`~awares_tool.backends.resolve_backend` holds it, so
+        ``awares_tool.backends.clear_cache()`` releases it and the next ``ask_image`` loads it again.
+        """
+        from awares_tool.backends import resolve_backend
+
+        return resolve_backend(self._backend_spec)
 
     # -- helpers
     def _episode(self, src: SourceImage) -> CropEpisode:

@@ -32,10 +32,11 @@ from awares_tool.adapters.common import (
     RegionsResult,
     ViewResult,
 )
+from awares_tool.backends.spec import ATTN_HELP, DEVICE_HELP, DTYPE_HELP, spec_with_options
 from awares_tool.errors import AwaresError, require_extra
 from awares_tool.images import ImageLimits
 
-__all__ = ["build_server", "build_http_app", "main", "TOKEN_ENV"]
+__all__ = ["build_server", "build_http_app", "service_from_args", "main", "TOKEN_ENV"]
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="allow http(s) image URLs (public hosts only, size and time limited)")
     p.add_argument("--backend", default=None,
                    help="backend spec for ask_image, e.g. transformers:PATH (default: the embedded model)")
+    p.add_argument("--device", default=None, help="ask_image model: " + DEVICE_HELP)
+    p.add_argument("--dtype", default=None, help="ask_image model: " + DTYPE_HELP)
+    p.add_argument("--attn", default=None, help="ask_image model: " + ATTN_HELP)
     p.add_argument("--crop-set", default="awares9", help="crop set name or file")
     p.add_argument("--lowres", default=None, help="low-res policy, e.g. 0.5 or 512px (default: half each side)")
     p.add_argument("--max-pixels", type=int, default=50_000_000, help="refuse images with more pixels")
@@ -159,6 +163,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def service_from_args(args: argparse.Namespace) -> ImageService:
+    """The :class:`ImageService` that ``awares-mcp`` serves, from its parsed arguments (nothing loads yet).
+
+    Raises:
+        AwaresError: A bad root, limit or backend spec (``--device`` / ``--dtype`` / ``--attn`` go into the
+            spec of ``--backend``, checked here).
+    """
+    from awares_tool.images.store import ImageStore
+
+    limits = ImageLimits(max_pixels=args.max_pixels, max_bytes=int(args.max_mb * 1024 * 1024),
+                         allow_urls=args.allow_urls)
+    config = AdapterConfig(roots=tuple(args.root), limits=limits, max_crops=args.max_crops,
+                           max_image_pixels=args.send_max_pixels, crop_set=args.crop_set, lowres=args.lowres)
+    backend = spec_with_options(args.backend, device=args.device, dtype=args.dtype, attn=args.attn)
+    return ImageService(config, store=ImageStore(args.store_mb * 1024 * 1024, limits=limits), backend=backend)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``awares-mcp``."""
     args = _parser().parse_args(argv)
@@ -166,15 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     # on stdio, anything written to stdout would corrupt the protocol stream.
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from awares_tool.images.store import ImageStore
-
     try:
-        limits = ImageLimits(max_pixels=args.max_pixels, max_bytes=int(args.max_mb * 1024 * 1024),
-                             allow_urls=args.allow_urls)
-        config = AdapterConfig(roots=tuple(args.root), limits=limits, max_crops=args.max_crops,
-                               max_image_pixels=args.send_max_pixels, crop_set=args.crop_set, lowres=args.lowres)
-        service = ImageService(config, store=ImageStore(args.store_mb * 1024 * 1024, limits=limits),
-                               backend=args.backend)
+        service = service_from_args(args)
         server = build_server(service)
     except (ValueError, AwaresError) as e:
         print(f"awares-mcp: error: {e}", file=sys.stderr)

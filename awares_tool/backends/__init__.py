@@ -4,19 +4,26 @@
 
 - an object implementing :class:`~awares_tool.backends.base.VLMBackend` is used as is;
 - ``"transformers:PATH_OR_ID"`` loads a Hugging Face model (extra ``hf``);
-- ``"llamacpp:MODEL.gguf"`` / ``"openai:URL#MODEL"`` arrive with their backends (extras ``llamacpp``, ``openai``);
+- ``"llamacpp:MODEL.gguf"`` / ``"openai:URL#MODEL"`` build those backends (extras ``llamacpp``, ``openai``);
 - ``None`` or ``"default"`` loads the embedded tiny AwaRes model shipped inside the package.
+
+A spec may carry options after a ``?`` (``transformers:PATH?dtype=bfloat16&device=cuda:0&attn=sdpa``; the
+syntax and every option are in :mod:`awares_tool.backends.spec`), and keyword arguments add more (the CLIs'
+``--device`` / ``--dtype`` / ``--attn``). A spec resolves to a backend loaded **once per process**: the same
+kind, target and options give the same object, from any thread. :func:`clear_cache` closes and forgets them
+(the memory is freed), or call ``close()`` on one: the next request for it loads it anew.
 
 Heavy libraries are imported only when a backend of that kind is built.
 """
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
 from ..errors import BackendUnavailableError
+from .cache import BackendCache
+from .spec import BackendSpec, parse_backend_spec, spec_with_options
 from .base import Generation, GenerationSettings, ImagePart, Message, ModelCard, TextPart, Usage, VLMBackend
 
 __all__ = [
@@ -29,6 +36,9 @@ __all__ = [
     "Usage",
     "ModelCard",
     "resolve_backend",
+    "clear_cache",
+    "is_cached",
+    "spec_with_options",
     "default_model_path",
     "default_gguf_path",
     "DEFAULT_MODEL_NAME",
@@ -37,8 +47,8 @@ __all__ = [
 #: Folder name (inside ``awares_tool/models``) of the embedded default model.
 DEFAULT_MODEL_NAME = "tiny-awares"
 _MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-_default_lock = threading.Lock()
-_default_backend: Any = None
+#: The process-wide cache behind :func:`resolve_backend`.
+_CACHE = BackendCache()
 
 
 def default_model_path() -> Path:
@@ -54,65 +64,75 @@ def default_gguf_path() -> Path:
 def resolve_backend(backend: Any = None, **options: Any) -> VLMBackend:
     """Return a backend object for ``backend`` (an object, a spec string, or None for the default model).
 
+    The one function that turns a spec plus options (CLI flags, keyword arguments) into a backend; spec
+    strings are loaded once per process (see the module docstring).
+
     Args:
         backend: Backend object or spec string (see the module docstring).
-        **options: Passed to the backend constructor when a spec string is given.
+        **options: Options of that backend kind, added to the spec's own (None values are ignored, so unset
+            CLI flags can be passed as they are), e.g. ``device="cuda:1"``, ``dtype="bfloat16"``,
+            ``attn="sdpa"`` for transformers, ``mmproj=``, ``n_ctx=`` for llama.cpp, ``timeout=`` for openai.
 
     Raises:
-        BackendUnavailableError: Unknown spec, or a model that is not there.
+        BackendSpecError: A malformed spec, an unknown kind, an unknown or bad option, or an option given
+            both in the spec and as an argument with different values.
+        BackendUnavailableError: A model that is not there, or a device that this machine does not have.
         MissingExtraError: The backend's optional dependency is not installed.
     """
-    if backend is None or backend == "default":
-        return _default(**options)
-    if not isinstance(backend, str):
+    if backend is not None and not isinstance(backend, str):
         if not callable(getattr(backend, "generate", None)):
             raise TypeError(f"backend must implement VLMBackend.generate(), got {type(backend).__name__}")
+        if any(v is not None for v in options.values()):
+            raise TypeError(f"options {sorted(options)} apply to spec strings; configure the "
+                            f"{type(backend).__name__} object itself")
         return backend
-    kind, sep, target = backend.partition(":")
-    if not sep or not target:
-        raise BackendUnavailableError(
-            f"backend spec {backend!r} is not of the form KIND:TARGET; use e.g. 'transformers:/path/to/model', "
-            "'llamacpp:/path/model.gguf', 'openai:http://127.0.0.1:8080/v1#model', or omit it for the default model"
-        )
-    if kind in ("transformers", "hf"):
+    spec = parse_backend_spec(backend).with_options(**options)
+    return _CACHE.get(_key(spec), lambda: _build(spec))
+
+
+def clear_cache(backend: str | None = None, **options: Any) -> int:
+    """Close and forget cached backends: all of them, or only the one that ``backend`` (+ options) names.
+
+    Returns how many were closed. A backend object obtained before is unusable afterwards; asking
+    :func:`resolve_backend` again loads a new one.
+    """
+    if backend is None and not options:
+        return _CACHE.clear()
+    return _CACHE.clear(_key(parse_backend_spec(backend).with_options(**options)))
+
+
+def is_cached(backend: str | None = None, **options: Any) -> bool:
+    """Whether the backend that ``backend`` (+ options) names is loaded in this process (never loads it)."""
+    return _CACHE.contains(_key(parse_backend_spec(backend).with_options(**options)))
+
+
+def _key(spec: BackendSpec) -> tuple[str, ...]:
+    # The embedded model is keyed by where it lies too (a checkout may swap the folder while a process runs).
+    return (*spec.cache_key(), str(default_model_path()) if spec.kind == "default" else "")
+
+
+def _build(spec: BackendSpec) -> VLMBackend:
+    kwargs = spec.options.constructor_kwargs()
+    if spec.kind == "default":
+        path = default_model_path()
+        if not (path / "config.json").is_file():
+            raise BackendUnavailableError(
+                f"the embedded default model is missing at {path}; pass backend='transformers:PATH' "
+                "(or another backend object) explicitly"
+            )
         from .transformers import TransformersBackend
 
-        return TransformersBackend(target, **options)
-    if kind in ("llamacpp", "llama.cpp", "gguf"):
-        try:
-            from .llamacpp import LlamaCppBackend  # type: ignore[import-not-found]
-        except ModuleNotFoundError as e:
-            raise BackendUnavailableError("the llama.cpp backend is not part of this version yet") from e
-        return LlamaCppBackend(target, **options)
-    if kind == "openai":
-        try:
-            from .openai import OpenAIBackend  # type: ignore[import-not-found]
-        except ModuleNotFoundError as e:
-            raise BackendUnavailableError("the OpenAI-compatible backend is not part of this version yet") from e
-        url, _, model = target.partition("#")
-        return OpenAIBackend(url, model or None, **options)
-    raise BackendUnavailableError(
-        f"unknown backend kind {kind!r} in {backend!r}; known kinds: transformers, llamacpp, openai"
-    )
-
-
-def _default(**options: Any) -> VLMBackend:
-    """The embedded tiny AwaRes model, loaded once per process."""
-    global _default_backend
-    path = default_model_path()
-    if not (path / "config.json").is_file():
-        raise BackendUnavailableError(
-            f"the embedded default model is missing at {path}; pass backend='transformers:PATH' "
-            "(or another backend object) explicitly"
-        )
-    if options:
+        be = TransformersBackend(path, **kwargs)
+        be.name = "default:" + DEFAULT_MODEL_NAME
+        return be
+    if spec.kind == "transformers":
         from .transformers import TransformersBackend
 
-        return TransformersBackend(path, **options)
-    with _default_lock:
-        if _default_backend is None:
-            from .transformers import TransformersBackend
+        return TransformersBackend(spec.target, **kwargs)
+    if spec.kind == "llamacpp":
+        from .llamacpp import LlamaCppBackend
 
-            _default_backend = TransformersBackend(path)
-            _default_backend.name = "default:" + DEFAULT_MODEL_NAME
-        return _default_backend
+        return LlamaCppBackend(spec.target, **kwargs)
+    from .openai import OpenAIBackend
+
+    return OpenAIBackend(spec.target, spec.model, **kwargs)

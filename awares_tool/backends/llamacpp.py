@@ -219,6 +219,11 @@ class LlamaCppBackend:
             self._count_cache[key] = int(sum(counts))
         return self._count_cache[key]
 
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`; the backend cache then loads the model anew when asked."""
+        return getattr(self, "_llm", None) is None
+
     def close(self) -> None:
         """Free the model, the context and the projector now (idempotent)."""
         llm, self._llm = getattr(self, "_llm", None), None

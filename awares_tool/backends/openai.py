@@ -358,6 +358,11 @@ class OpenAIBackend:
                 delay = parsed
         time.sleep(min(max(delay, 0.0), self.max_backoff_s))
 
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`; the backend cache then builds a new client when asked."""
+        return bool(self._client.is_closed)
+
     def close(self) -> None:
         self._client.close()
 

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 from ..errors import BackendError, BackendUnavailableError, require_extra
 from .base import Generation, GenerationSettings, ImagePart, Message, ModelCard, Timings, Usage
@@ -54,58 +54,80 @@ class _TurnState:
 class TransformersBackend:
     """Run a Hugging Face VLM locally.
 
+    Device, dtype and attention default to what suits this machine (see
+    :func:`~awares_tool.backends.placement.choose_placement`: a GPU in bfloat16 where there is one, else CPU);
+    :attr:`placement` says what was chosen and why. Options are checked by
+    :class:`~awares_tool.backends.spec.TransformersOptions`, as in a ``transformers:PATH?...`` spec.
+
     Args:
         model: Local folder or hub id (the hub needs network access).
-        dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or ``"auto"`` (the checkpoint's own).
-        device: torch device string.
+        dtype: ``"float32"``, ``"bfloat16"``, ``"float16"``, ``"auto"`` (the checkpoint's own) or None (choose).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``, ``"auto"`` (``device_map="auto"``: spread
+            over every GPU) or None (choose; a model too large for one GPU is spread).
         threads: torch intra-op threads (None: leave torch's default).
         min_pixels: Override the image processor's minimum pixels (Qwen-VL families).
         max_pixels: Override the image processor's maximum pixels (Qwen-VL families).
-        attn_implementation: ``"sdpa"`` or ``"eager"``.
+        attn_implementation: ``"sdpa"`` (None: the default), ``"eager"``, ``"flash_attention_2"``, ...
         reuse_cache: Allow KV-cache reuse when the loop passes the previous turn's state.
         model_card: The protocol to speak (a :class:`ModelCard`, a built-in card name such as
             ``"awares-official"`` or a card path); default: the folder's ``awares.json``, else the built-in card
-            of a published checkpoint's hub id.
+            of a published checkpoint's hub id. Its pixel limits apply unless given explicitly.
+
+    Raises:
+        BackendSpecError: A bad option value (it names the option and the valid values).
+        BackendUnavailableError: The model cannot be loaded, or the device is not on this machine.
     """
 
     def __init__(
         self,
         model: str | Path,
         *,
-        dtype: str = "float32",
-        device: str = "cpu",
+        dtype: str | None = None,
+        device: str | None = None,
         threads: int | None = None,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
-        attn_implementation: str = "sdpa",
+        attn_implementation: str | None = None,
         reuse_cache: bool = True,
         model_card: ModelCard | str | None = None,
     ) -> None:
         torch = require_extra("torch", "hf")
         transformers = require_extra("transformers", "hf")
         from .hf_processors import load_processor
+        from .placement import checkpoint_info, choose_placement, detect_capabilities
+        from .spec import TransformersOptions, validate_options
 
-        if threads:
-            torch.set_num_threads(threads)
+        options = cast(TransformersOptions, validate_options(TransformersOptions, {k: v for k, v in dict(
+            dtype=dtype, device=device, threads=threads, min_pixels=min_pixels, max_pixels=max_pixels,
+            attn=attn_implementation, reuse_cache=reuse_cache).items() if v is not None}, f" for {model}"))
+        if options.threads:
+            torch.set_num_threads(options.threads)
         path = Path(model)
         if not path.exists() and (str(model).startswith((".", "/", "~")) or path.suffix):
             raise BackendUnavailableError(f"model folder not found: {model}")
+        caps = detect_capabilities()
+        self.placement = choose_placement(options, caps, checkpoint_info(model, need_size=bool(caps.cuda)))
+        log.info("loading %s on %s (%s)", model, self.placement.describe(), "; ".join(self.placement.reasons))
         try:
             self.processor = load_processor(str(model))
-            kwargs: dict[str, Any] = {"attn_implementation": attn_implementation}
-            if dtype != "auto":
-                kwargs["dtype"] = getattr(torch, dtype)
+            kwargs: dict[str, Any] = {"attn_implementation": self.placement.attn}
+            dt = self.placement.dtype
+            kwargs["dtype"] = dt if dt == "auto" else getattr(torch, dt)
+            if self.placement.device_map is not None:
+                kwargs["device_map"] = self.placement.device_map
             self.model = transformers.AutoModelForImageTextToText.from_pretrained(str(model), **kwargs)
-        except (OSError, ValueError) as e:
-            raise BackendUnavailableError(f"cannot load model {model!r}: {e}") from e
-        self.model.to(device).eval()
+        except (OSError, ValueError, ImportError) as e:
+            raise BackendUnavailableError(f"cannot load model {model!r} ({self.placement.describe()}): {e}") from e
+        if self.placement.device_map is None:
+            self.model.to(self.placement.device)
+        self.model.eval()
         # The card of a published checkpoint carries the pixel limits it was trained with; explicit ones win.
         if isinstance(model_card, str):
             model_card = load_card(model_card)
         self.model_card = model_card or card_for_model(model)
         card = self.model_card
-        min_pixels = min_pixels or (card.min_pixels if card else None)
-        max_pixels = max_pixels or (card.max_pixels if card else None)
+        min_pixels = options.min_pixels or (card.min_pixels if card else None)
+        max_pixels = options.max_pixels or (card.max_pixels if card else None)
         ip = getattr(self.processor, "image_processor", None)
         if ip is not None and (min_pixels or max_pixels):
             size = dict(getattr(ip, "size", {}) or {})
@@ -114,8 +136,9 @@ class TransformersBackend:
             if max_pixels:
                 size["longest_edge"] = max_pixels
             ip.size = size
-        self.device = device
-        self.reuse_cache = reuse_cache
+        # With device_map="auto" inputs go where the first layers are; accelerate's hooks move them onward.
+        self.device = str(self.model.device) if self.placement.device_map == "auto" else self.placement.device
+        self.reuse_cache = options.reuse_cache
         self.model_type: str = self.model.config.model_type
         self.token_family: str | None = MODEL_TYPE_TO_FAMILY.get(self.model_type)
         self.name = f"transformers:{model}"
@@ -129,6 +152,16 @@ class TransformersBackend:
         self._count_cache: dict[tuple[int, int], int] = {}
         self._lock = threading.Lock()  # one generate at a time per model
 
+    @property
+    def dtype(self) -> str:
+        """The dtype the weights really have (``"bfloat16"``, ...), read from the loaded model."""
+        return str(self._require_model().dtype).removeprefix("torch.")
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`; the backend cache then loads the model anew when asked."""
+        return self.model is None
+
     # -- public API -------------------------------------------------------------------------------------
     def generate(
         self,
@@ -139,6 +172,7 @@ class TransformersBackend:
         tools: list[dict[str, Any]] | None = None,
     ) -> Generation:
         torch = require_extra("torch", "hf")
+        self._require_model()
         inputs = self._encode(messages, tools)
         ids = inputs["input_ids"][0]
         with self._lock, torch.inference_mode():
@@ -204,8 +238,20 @@ class TransformersBackend:
         return self._count_cache[key]
 
     def close(self) -> None:
+        """Drop the model so its memory can be freed (GPU memory is handed back to the driver at once)."""
+        on_gpu = self.model is not None and self.device.startswith("cuda")
         self.model = None  # type: ignore[assignment]
         self._count_cache.clear()
+        if on_gpu:
+            import gc
+
+            gc.collect()
+            require_extra("torch", "hf").cuda.empty_cache()
+
+    def _require_model(self) -> Any:
+        if self.model is None:
+            raise BackendError(f"{self.name} is closed; resolve the spec again (or build a new backend) to reload")
+        return self.model
 
     def __enter__(self) -> "TransformersBackend":
         return self

@@ -20,13 +20,15 @@ from typing import Any, TypeVar
 from PIL import Image
 from pydantic import BaseModel
 
-from ..backends import DEFAULT_MODEL_NAME, default_model_path, resolve_backend
+from ..backends import DEFAULT_MODEL_NAME, default_model_path, is_cached, resolve_backend
+from ..backends.spec import parse_backend_spec
 from ..backends.base import GenerationSettings, VLMBackend
 from awares_tool.crops import FULL_IMAGE, get_crop_set
 from ..demo import demo_assets
 from ..errors import (
     AwaresError,
     BackendError,
+    BackendSpecError,
     BackendTimeoutError,
     BackendUnavailableError,
     CropSetError,
@@ -137,6 +139,8 @@ def describe_error(err: BaseException) -> str:
         return f"Bad image: {err}"
     if isinstance(err, BackendTimeoutError):
         return f"Timed out: {err}"
+    if isinstance(err, BackendSpecError):
+        return f"Bad backend spec: {err}"
     if isinstance(err, BackendUnavailableError):
         return f"Backend unavailable: {err}"
     if isinstance(err, MissingExtraError):
@@ -153,53 +157,70 @@ def describe_error(err: BaseException) -> str:
 
 
 class BackendPool:
-    """Backends built once per choice and shared by every visitor (a model should load once).
+    """The page's backend menu: named choices, the embedded default model, or any spec a visitor types.
+
+    Spec strings resolve through the process-wide backend cache (:func:`~awares_tool.backends.resolve_backend`),
+    so a model loads once per process and is shared with everything else in it that names the same spec
+    (``crop_on_demand`` calls, the MCP server); the pool keeps no models of its own. Named backend objects
+    are used as they are.
 
     Args:
         named: Extra choices shown on the page, name -> backend object or spec string (``awares ui
             --backend SPEC`` adds the spec; tests add a :class:`ScriptedBackend`).
-        resolver: Turns a spec (None for the default model) into a backend; injectable for tests.
+        resolver: Turns a spec (None for the default model) into a backend, caching it; injectable for tests.
+        loaded: Whether a spec's backend is loaded already, without loading it (for the status line);
+            default: the shared cache's answer, or "not yet" with an injected resolver.
 
     A failed load is not cached: the default model may appear while the page is up.
     """
 
-    def __init__(self, named: Mapping[str, Any] | None = None, resolver: Callable[[Any], Any] = resolve_backend):
+    def __init__(self, named: Mapping[str, Any] | None = None, resolver: Callable[[Any], Any] = resolve_backend,
+                 loaded: Callable[[Any], bool] | None = None):
         self._named = dict(named or {})
         self._resolver = resolver
-        self._cache: dict[str, VLMBackend] = {}
-        self._lock = threading.Lock()
+        if loaded is None:  # an injected resolver has its own cache (or none): the shared one says nothing of it
+            loaded = is_cached if resolver is resolve_backend else (lambda _spec: False)
+        self._loaded = loaded
 
     def choices(self) -> list[str]:
         return [DEFAULT_CHOICE, *(n for n in self._named if n != DEFAULT_CHOICE)]
 
     def is_loaded(self, choice: str | None) -> bool:
-        return self._key(choice) in self._cache
+        """Whether the choice's backend is ready (a named object always is); a malformed spec is not."""
+        target = self.target(choice)
+        if target is not None and not isinstance(target, str):
+            return True
+        try:
+            return self._loaded(target)
+        except AwaresError:
+            return False
 
-    @staticmethod
-    def _key(choice: str | None) -> str:
-        return (choice or "").strip() or DEFAULT_CHOICE
+    def target(self, choice: str | None) -> Any:
+        """What a page choice stands for: a backend object, a spec string, or None (the default model)."""
+        key = (choice or "").strip() or DEFAULT_CHOICE
+        target = self._named.get(key, key)
+        return None if target in (DEFAULT_CHOICE, "default") else target
 
     def get(self, choice: str | None) -> VLMBackend:
         """The backend for a page choice: a named entry, the default model, or a spec typed by the user."""
-        key = self._key(choice)
-        with self._lock:
-            if key not in self._cache:
-                target = self._named.get(key, key)
-                if target in (DEFAULT_CHOICE, "default"):
-                    target = None
-                self._cache[key] = target if target is not None and not isinstance(target, str) \
-                    else self._resolver(target)
-            return self._cache[key]
+        target = self.target(choice)
+        return target if target is not None and not isinstance(target, str) else self._resolver(target)
 
 
 def backend_hint(pool: BackendPool, choice: str | None) -> str:
-    """A cheap status line for the chosen backend (never loads a model)."""
+    """A cheap status line for the chosen backend (never loads a model; a malformed spec is named at once)."""
     key = (choice or "").strip() or DEFAULT_CHOICE
     if pool.is_loaded(key):
         return f"Backend {key}: loaded."
     if key == DEFAULT_CHOICE and not (default_model_path() / "config.json").is_file():
         return (f"Backend unavailable: the embedded default model is missing at {default_model_path()}; "
                 "type a backend spec such as transformers:/path/to/model, or start `awares ui --backend SPEC`.")
+    target = pool.target(key)
+    if isinstance(target, str):
+        try:
+            parse_backend_spec(target)
+        except BackendSpecError as e:
+            return describe_error(e)
     return f"Backend {key}: loads on the first question."
 
 

@@ -70,4 +70,4 @@ def load_backend(spec: Any) -> Any:
         elif isinstance(obj, type):
             obj = obj()
         return resolve_backend(obj)
-    return resolve_backend(None if spec in (None, "default") else spec)
+    return resolve_backend(spec)  # None, "default" and "default?..." are the embedded model

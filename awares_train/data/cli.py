@@ -12,6 +12,9 @@ from typing import Any, Optional
 
 import typer
 
+from awares_tool.backends.spec import spec_with_options
+from awares_tool.errors import BackendSpecError
+from awares_tool.cli import attn_option, device_option, dtype_option
 from awares_train.data.answering import load_backend
 
 __all__ = ["build_data", "load_backend"]  # load_backend: re-exported from .answering
@@ -46,6 +49,9 @@ def build_data(
     seed: Optional[int] = typer.Option(None, help="Seed (order, judge order, decoding)."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Show a progress bar."),
     plot: Optional[bool] = typer.Option(None, "--plot/--no-plot", help="Draw stats.png."),
+    device: Optional[str] = device_option(),
+    dtype: Optional[str] = dtype_option(),
+    attn: Optional[str] = attn_option(),
 ) -> None:
     """Answer each question from the low-res view and the full image, judge, ground, and write trajectories."""
     from awares_train.data.build import BuildConfig, build_dataset
@@ -67,6 +73,16 @@ def build_data(
                  token_family=token_family, max_new_tokens=max_new_tokens, concurrency=concurrency, seed=seed,
                  progress=progress, plot=plot)
     settings.update({k: v for k, v in given.items() if v is not None})
+    if device or dtype or attn:
+        # Written into the spec, so the run's recorded settings say how the answers were made (a resume with
+        # other flags is refused as "different settings"), and --config files can carry them as spec options.
+        spec = settings.get("backend")
+        if isinstance(spec, str) and spec.startswith("py:"):
+            raise typer.BadParameter("--device/--dtype/--attn apply to transformers backends, not py: backends")
+        try:
+            settings["backend"] = spec_with_options(spec, device=device, dtype=dtype, attn=attn)
+        except BackendSpecError as e:
+            raise typer.BadParameter(str(e)) from e
     for required in ("data", "out"):
         if not settings.get(required):
             raise typer.BadParameter(f"--{required} is required (on the command line or in --config)")
