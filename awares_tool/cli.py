@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -17,6 +18,8 @@ import typer
 from .errors import AwaresError
 
 app = typer.Typer(
+    # help texts render as written: rich's markup reads `tokens:family:N` as an emoji code ("tokens👪N")
+    rich_markup_mode=None,
     add_completion=False,
     no_args_is_help=True,
     help="Look where it matters: low-res views and on-demand high-res crops for vision-language models.",
@@ -50,21 +53,38 @@ def _fail(message: str) -> None:
 
 
 def _guard(fn: Callable[[], Any]) -> Any:
+    """Run a command: every failure the user can cause is one line on stderr and exit status 2."""
     try:
         return fn()
     except AwaresError as e:
         _fail(str(e))
-    except ValueError as e:  # bad option values (sizes, specs)
-        _fail(str(e))
+    except (ValueError, OSError) as e:  # bad option values (sizes, specs); files that cannot be written or read
+        _fail(f"{type(e).__name__}: {e}" if isinstance(e, OSError) else str(e))
 
 
-def _parse_size(size: str) -> tuple[int, int]:
+def _is_file(text: str) -> bool:
+    """Whether ``text`` names an existing file; a base64 string or data URI is no file name (and may be too
+    long to be one: ``Path.exists()`` raises ``OSError: File name too long`` on it)."""
+    try:
+        return len(text) < 4096 and Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _out_folder(out: Path) -> Path:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} exists and is not a folder; give a folder for the crops")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _parse_size(size: str, what: str = "--size") -> tuple[int, int]:
     try:
         w, h = (int(v) for v in size.lower().split("x"))
     except ValueError:
-        raise ValueError(f"--size must look like 1024x768, got {size!r}") from None
+        raise ValueError(f"{what} must look like 1024x768, got {size!r}") from None
     if w < 1 or h < 1:
-        raise ValueError(f"--size must be positive, got {size!r}")
+        raise ValueError(f"{what} must be positive, got {size!r}")
     return w, h
 
 
@@ -117,8 +137,8 @@ def crop(
         src = open_image(image)
         cs = get_crop_set(crop_set)
         boxes = {n: cs.box(n, *src.size) for n in names}  # validate every name before writing anything
-        out.mkdir(parents=True, exist_ok=True)
-        stem = Path(image).stem if Path(image).exists() else src.id
+        _out_folder(out)
+        stem = Path(image).stem if _is_file(image) else src.id
         for name, box in boxes.items():
             path = out / f"{stem}_crop-{name.replace('/', '_')}.{fmt}"
             src.crop(box).save(path)
@@ -163,12 +183,15 @@ def tokens(
     from awares_tool.episode.costs import token_report
 
     def run() -> None:
-        if Path(image).exists():
+        if _is_file(image):
             from awares_tool.images import open_image
 
             w, h = open_image(image).size
+        elif re.fullmatch(r"\s*\d+\s*[xX]\s*\d+\s*", image):
+            w, h = _parse_size(image, "IMAGE")
         else:
-            w, h = _parse_size(image)
+            raise ValueError(f"IMAGE {image[:80]!r}{'...' if len(image) > 80 else ''} is neither an image file nor "
+                             "a size WIDTHxHEIGHT such as 1024x768")
         rep = token_report(w, h, family, crop_set=crop_set, lowres=lowres)
         if as_json:
             typer.echo(rep.model_dump_json())

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(rich_markup_mode=None, add_completion=False, no_args_is_help=True,  # help as written
                   help="Turn VQA data into crop-use trajectories and fine-tune VLMs to use the crop tool well.")
 
 #: subcommand name -> "module:function" of a typer-annotated command function.

@@ -154,3 +154,55 @@ def test_ui_and_demo_refuse_bad_model_flags_before_starting(tmp_path, command):
     res = runner.invoke(app, [*command, "--dtype", "bf17"])
     assert res.exit_code == 2 and "bad value 'bf17' for option 'dtype'" in res.output, res.output
     assert not any(tmp_path.iterdir())  # nothing was served or written
+
+
+# ---------------------------------------------------------------- #17: every failure is one line and exit 2
+def _png(path):
+    from PIL import Image
+
+    Image.new("RGB", (300, 200), "white").save(path)
+    return path
+
+
+@pytest.mark.parametrize("args", [
+    ["tokens", "a" * 5000],  # OSError: File name too long, from Path.exists()
+    ["tokens", "missing.png"],
+    ["crop", "data:image/png;base64," + "A" * 6000, "--regions", "0", "--out", "OUT"],
+    ["crop", "IMG", "--regions", "0", "--out", "FILE"],  # FileExistsError
+    ["crop", "IMG", "--regions", "nine", "--out", "OUT"],
+])
+def test_cli_failures_are_one_line_and_exit_2(args, tmp_path):
+    img = _png(tmp_path / "img.png")
+    (tmp_path / "file").write_text("x")
+    subst = {"IMG": str(img), "FILE": str(tmp_path / "file"), "OUT": str(tmp_path / "out")}
+    res = CliRunner().invoke(app, [subst.get(a, a) for a in args])
+    assert res.exit_code == 2, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), res.stderr
+
+
+def test_tokens_names_what_it_expected(tmp_path):
+    res = CliRunner().invoke(app, ["tokens", "missing.png"])
+    assert "neither an image file nor a size WIDTHxHEIGHT" in res.stderr
+
+
+def test_help_renders_as_written():
+    """`tokens:family:N` came out as "tokens👪N": rich read `:family:` as an emoji code."""
+    for command in ("tokens", "ask", "crop"):
+        out = CliRunner().invoke(app, [command, "--help"]).output
+        assert "👪" not in out
+    assert "tokens:FAMILY:N" in CliRunner().invoke(app, ["tokens", "--help"]).output
+
+
+def test_the_installed_command_fails_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("awares")
+    out = subprocess.run([str(exe), "crop", str(_png(tmp_path / "i.png")), "--regions", "0", "--out",
+                          str(_png(tmp_path / "taken.png"))], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [f"error: --out {str(tmp_path / 'taken.png')!r} exists and is not a "
+                                               "folder; give a folder for the crops"]

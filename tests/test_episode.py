@@ -144,3 +144,26 @@ def test_awares_tokens_on_a_12_megapixel_photo():
     rep = json.loads(out.output)
     assert rep["lowres"] / rep["full"] <= 0.3 and rep["rtr_lowres"] <= 0.3
     assert rep["full"] == 2028 and rep["full_native"] == 15552
+
+
+def test_the_keyword_in_prose_is_answered_without_fetching_anything():
+    """#17: the loop used to read this as a malformed request, fetch the full image (RTR 1.25) and ask again."""
+    reply = "No need to call get_crops. The answer is 7."
+    res = crop_on_demand(gradient(400, 300), "How many?", backend=ScriptedBackend([reply]))
+    assert res.answer == reply and res.regions == [] and res.rounds == 0 and res.tokens.rtr < 0.3
+
+
+def test_an_empty_reply_is_no_answer():
+    """#17: '' counted as answered; now the model is told once to answer, then the result says it did not."""
+    res = crop_on_demand(gradient(400, 300), "q", backend=ScriptedBackend(["   ", "blue"]))
+    assert res.answered and res.answer == "blue" and res.forced_answer
+    res = crop_on_demand(gradient(400, 300), "q", backend=ScriptedBackend(["", "<think>hmm"]))
+    assert not res.answered and res.answer == "" and res.reasoning == "hmm"
+
+
+def test_reasoning_stays_in_the_trace_not_in_the_answer():
+    """#17: <think>...</think> was returned as part of the answer."""
+    be = ScriptedBackend(["<think>tiny digits, crop 3</think>GET_CROPS: ['3']", "<think>it reads 42</think> 42"])
+    res = crop_on_demand(gradient(400, 300), "What is the code?", backend=be)
+    assert res.answer == "42" and res.reasoning == "it reads 42" and res.regions == ["3"]
+    assert "<think>it reads 42</think>" in res.trace[-1]["content"][0]["text"]

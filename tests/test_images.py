@@ -642,3 +642,26 @@ def test_encoders_round_trip(fmt):
 def test_encode_unknown_format_is_value_error():
     with pytest.raises(ValueError, match="NOPE"):
         encode_image(Image.new("RGB", (2, 2)), "nope")
+
+
+def test_png_with_its_exif_orientation_after_the_pixels_reports_the_upright_size():
+    """#17: the eXIf chunk after IDAT was missed by the header read: boxes from the unrotated size, then a rotation."""
+    import struct
+    import zlib
+
+    img = Image.new("RGB", (40, 20), "white")
+    img.paste((255, 0, 0), (0, 0, 10, 20))  # a red left edge: after orientation 6 (rotate 90 cw) it is the top
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    data = buf.getvalue()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    payload = exif.tobytes()[6:]  # PNG's eXIf holds the TIFF structure without the "Exif\0\0" marker
+    chunk = struct.pack(">I", len(payload)) + b"eXIf" + payload + struct.pack(">I", zlib.crc32(b"eXIf" + payload))
+    end = data.rindex(b"IEND") - 4
+    late = data[:end] + chunk + data[end:]
+    assert Image.open(io.BytesIO(late)).info.get("exif") is None  # Pillow's header read does not see it
+    src = open_image(late)
+    assert src.size == (20, 40)  # known before any decode
+    top = src.crop((0, 0, 20, 10))
+    assert top.getpixel((10, 5)) == (255, 0, 0) and src.image.size == (20, 40)

@@ -193,13 +193,24 @@ def test_prose_mention_before_a_valid_request_is_skipped():
         "GET_CROPS: ['0', '5]",
         "GET_CROPS",
         "GET_CROPS:",
-        "GET_CROPS: 3 because the sign is small",
-        "I would call GET_CROPS here but the answer is 4.",
+        "The region is unclear. GET_CROPS: ",
     ],
 )
 def test_keyword_without_readable_list_is_malformed(reply):
     with pytest.raises(MalformedRequestError):
         parse_reply(reply)
+
+
+@pytest.mark.parametrize("reply", [
+    "I don't need to GET_CROPS here; the answer is 5",
+    "No need to call get_crops. The answer is 7.",
+    "GET_CROPS: 3 because the sign is small",
+    "I would call GET_CROPS here but the answer is 4.",
+])
+def test_the_keyword_in_prose_is_an_answer(reply):
+    """#17: a mention without a list is an answer (the loop used to fetch the full image and ask again)."""
+    out = parse_reply(reply)
+    assert isinstance(out, FinalAnswer) and out.text == reply
 
 
 def test_malformed_message_names_the_fix():
@@ -525,9 +536,23 @@ def test_every_failure_is_an_awares_error():
 
 def test_reasoning_before_think_end_is_not_a_request():
     thought = "<think>Maybe GET_CROPS: ['3']? No, the digits are readable.</think>\nThe answer is 4."
-    assert parse_reply(thought) == FinalAnswer(text=thought)
+    assert parse_reply(thought) == FinalAnswer(
+        text="The answer is 4.", reasoning="Maybe GET_CROPS: ['3']? No, the digits are readable.")
     out = req("<think>The text is tiny.</think>\nGET_CROPS: ['3']")
     assert out.regions == ["3"] and out.preamble == "<think>The text is tiny.</think>"
+
+
+@pytest.mark.parametrize("reply, answer, reasoning", [
+    ("<think>count the dots</think> 5", "5", "count the dots"),
+    ("<think>count the dots, one, two", "", "count the dots, one, two"),  # cut by max_new_tokens
+    ("   \n ", "", ""),
+    ("", "", ""),
+])
+def test_reasoning_is_kept_apart_and_empty_replies_are_no_answer(reply, answer, reasoning):
+    """#17: <think> stayed in the answer; an empty reply counted as an answer."""
+    out = parse_reply(reply)
+    assert isinstance(out, FinalAnswer) and (out.text, out.reasoning) == (answer, reasoning)
+    assert out.empty == (answer == "")
 
 
 def test_bare_list_must_be_a_short_line_of_names():

@@ -121,6 +121,25 @@ def test_garbage_structures_raise_only_awares_errors(obj):
         pass
 
 
+FRAGMENTS = st.sampled_from(["GET_CROPS", "get_crops", ":", "[", "]", "'0'", '"5"', "all", ",", "(", ")",
+                             "<think>", "</think>", "<tool_call>", "</tool_call>", '{"name": "get_crops"',
+                             '"arguments": {"regions": ["3"]}}', "<zoom>", "</zoom>", " ", "\n", "é", "\u202e", "𝟘",
+                             "The answer is 5.", "x" * 5000])
+
+
+@FAST
+@given(st.lists(FRAGMENTS, max_size=25).map("".join))
+def test_grammar_fragments_give_only_typed_outcomes(text):
+    """#17: only a CropRequest, a FinalAnswer (reasoning split off) or an AwaresError, never another exception."""
+    try:
+        out = parse_reply(text, max_crops=2)
+    except AwaresError:
+        return
+    assert isinstance(out, (CropRequest, FinalAnswer))
+    if isinstance(out, FinalAnswer):
+        assert "</think>" not in out.text
+
+
 @FAST
 @given(st.binary(max_size=300).map(lambda b: b.decode("latin-1")))
 def test_random_bytes_raise_only_awares_errors(text):
@@ -135,7 +154,7 @@ def test_random_bytes_raise_only_awares_errors(text):
     [
         ("a" * 1_000_000, FinalAnswer),
         ("GET_CROPS: [" + "'0', " * 200_000, MalformedRequestError),
-        ("GET_CROPS " * 100_000, MalformedRequestError),
+        ("GET_CROPS " * 100_000, MalformedRequestError),  # one line of 1M characters after the keyword
         ("GET_CROPS:" + " " * 1_000_000, MalformedRequestError),
         ("[" * 500_000 + "GET_CROPS", MalformedRequestError),
         ("<tool_call>" + "[" * 100_000, MalformedRequestError),
@@ -170,3 +189,18 @@ def test_thousand_names_request_dedupes_fast():
     assert out.regions == ["all"] and len(out.invalid) == 1000
     with pytest.raises(MalformedRequestError):
         parse_reply("GET_CROPS: [" + "'0', " * 200_000)
+
+
+def _nested(depth: int, make):
+    value: object = []
+    for _ in range(depth):
+        value = make(value)
+    return value
+
+
+@pytest.mark.parametrize("make", [lambda v: [v], lambda v: {"tool_calls": [{"function": {"name": "get_crops",
+                                                                                          "arguments": v}}]}])
+def test_replies_nested_100000_deep_are_typed_errors(make):
+    """#17: a structure deeper than Python can repr raised RecursionError from the error message itself."""
+    with pytest.raises(MalformedRequestError, match=r"\.\.\."):
+        parse_reply(_nested(100_000, make))

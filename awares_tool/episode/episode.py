@@ -14,7 +14,6 @@ from :meth:`~CropEpisode.fetch`. The :class:`~awares_tool.episode.ledger.CropLed
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -36,6 +35,7 @@ from awares_tool.images.lowres import (
     parse_lowres,
 )
 from awares_tool.tokens import get_family
+from awares_tool.protocol.brief import brief
 from awares_tool.protocol import (
     GET_CROPS_TOOL,
     BboxUnits,
@@ -227,7 +227,7 @@ class CropEpisode:
         except MalformedRequestError:
             if on_malformed == "error":
                 raise
-            raw = reply if isinstance(reply, str) else json.dumps(reply, default=str)[:10_000]
+            raw = reply if isinstance(reply, str) else brief(reply, 10_000)
             log.warning("malformed crop request %r; falling back to the full image", raw[:200])
             return CropRequest(regions=[FULL_IMAGE], form="text", raw=raw, fallback="full_image")
 

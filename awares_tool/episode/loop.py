@@ -117,7 +117,7 @@ class _Driver:
         self.messages.append(Message(role="user", content=[ImagePart(image=first, label=label),
                                                            TextPart(text=question)]))
         tools = [get_crops_tool(ep.crop_set)] if self.use_tools and uses_protocol else None
-        forced, answered, answer = False, True, ""
+        forced, answered, answer, reasoning = False, True, "", ""
         while True:
             if opts.mode == "all_crops" and not ep.turns:
                 gen, request = None, ep.all_regions()
@@ -128,23 +128,24 @@ class _Driver:
                 reply: Any = {"content": gen.text, "tool_calls": gen.tool_calls} if gen.tool_calls else gen.text
                 request = ep.parse(reply, on_unknown=opts.on_unknown, on_too_many="truncate",
                                    on_malformed=opts.on_malformed, bbox_units=opts.bbox_units)
-            if isinstance(request, FinalAnswer):
-                answer = request.text
+            if isinstance(request, FinalAnswer) and not request.empty:
+                answer, reasoning = request.text, request.reasoning
                 break
-            if forced:  # asked again after being told to answer
-                answered, answer = False, reply_text
-                log.warning("model kept requesting crops after the last round; no answer")
+            if forced:  # told to answer, and still no answer
+                answered, answer = False, "" if isinstance(request, FinalAnswer) else reply_text
+                reasoning = request.reasoning if isinstance(request, FinalAnswer) else ""
+                log.warning("the model gave no answer after being told to answer")
                 break
             assistant = _assistant_turn(gen, reply_text)
-            if not ep.rounds_left:
+            if isinstance(request, FinalAnswer) or not ep.rounds_left:  # an empty reply, or no crop round left
                 forced = True
                 self.messages += [assistant, *_tool_ack(assistant, "No crops available."),
                                   Message.text("user", FORCE_ANSWER_TEXT)]
                 continue
             self._deliver(assistant, request, ep.fetch(request), reply_text)
-        self.messages.append(Message.text("assistant", answer))
+        self.messages.append(Message.text("assistant", f"<think>{reasoning}</think>\n{answer}" if reasoning else answer))
         return CropResult(
-            answer=answer, mode=opts.mode, question=question, rounds=len(self.rounds), requests=self.rounds,
+            answer=answer, reasoning=reasoning, mode=opts.mode, question=question, rounds=len(self.rounds), requests=self.rounds,
             forced_answer=forced, answered=answered, tokens=self._ledger(), timings=self.timings,
             wall_s=time.perf_counter() - t_start, image_size=ep.size, first_view_size=first.size,
             crop_set=ep.crop_set.name, backend=getattr(self.backend, "name", type(self.backend).__name__),

@@ -58,15 +58,19 @@ class TokenLedger(BaseModel):
 class CropResult(BaseModel):
     """The outcome of one question about one image."""
 
-    answer: str
+    answer: str = Field(description="The final answer, without the model's <think> reasoning.")
+    reasoning: str = Field("", description="What the model wrote inside <think> before its answer (kept for audit).")
     mode: Mode
     question: str
     rounds: int = Field(0, description="Crop rounds performed.")
     requests: list[CropRound] = Field(default_factory=list)
     forced_answer: bool = Field(
-        False, description="The model kept requesting crops after the last round and was told to answer."
+        False, description="The model was told to answer: it kept requesting crops after the last round, or replied "
+                           "with no answer."
     )
-    answered: bool = Field(True, description="False when no final answer came (see `error`).")
+    answered: bool = Field(True, description="False when no final answer came: the model kept requesting crops, "
+                                             "replied with nothing (or only reasoning) even when told to answer, or "
+                                             "the question failed (see `error`).")
     error: str | None = Field(None, description="Error text when the question failed (batch runs keep going).")
     tokens: TokenLedger
     timings: list[TurnTiming] = Field(default_factory=list)

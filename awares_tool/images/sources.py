@@ -51,18 +51,34 @@ _DATA_URI = re.compile(
 _SCHEME = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 
-def _header_orientation(im: Image.Image) -> int:
+def _png_exif(data: bytes) -> bytes | None:
+    """The payload of a PNG's ``eXIf`` chunk, wherever it lies (before or after the pixel data).
+
+    Walks the chunk headers only (length, type) and skips every payload, so the pixels are never decoded.
+    """
+    pos = 8  # the PNG signature
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"eXIf":
+            return data[pos + 8 : pos + 8 + length]
+        if kind == b"IEND":
+            return None
+        pos += 12 + length  # length, type, payload, CRC
+    return None
+
+
+def _header_orientation(im: Image.Image, data: bytes) -> int:
     """EXIF orientation from the header alone, without decoding pixels."""
     try:
         if im.format == "PNG":
-            # PngImageFile.getexif() decodes the whole image to look for an eXIf chunk after the
-            # pixels (Pillow 13). Read only a chunk that came before them; the rare late one is caught
-            # when the image is decoded (SourceImage.image then corrects the size).
-            raw = im.info.get("exif")
+            # PngImageFile.getexif() decodes the whole image to find an eXIf chunk after the pixels (Pillow 13),
+            # and im.info only has one that came before them; read the chunk list ourselves.
+            raw = im.info.get("exif") or _png_exif(data)
             if not raw:
                 return 1
             exif = Image.Exif()
-            exif.load(raw)
+            exif.load(raw if raw.startswith(b"Exif") else b"Exif\x00\x00" + raw)
             return int(exif.get(_ORIENTATION_TAG, 1))
         if im.format == "TIFF":
             # Pillow 13 orients TIFFs itself: .size is already upright and load() transposes.
@@ -90,7 +106,7 @@ def _from_bytes(data: bytes, limits: ImageLimits, *, label: str, path: Path | No
         except _DECODE_ERRORS as e:
             raise ImageDecodeError(f"{label} has a corrupt image header: {e}") from e
         _check_pixels(width, height, limits, label)
-        orientation = _header_orientation(im)
+        orientation = _header_orientation(im, data)
     swapped = orientation in _SWAPPING_ORIENTATIONS
     return SourceImage(
         image_id=hashlib.sha256(data).hexdigest()[:16],

@@ -16,7 +16,7 @@ from awares_tool.protocol.prompts import (
     crops_turn_text,
     example_request,
 )
-from awares_tool.protocol.schema import CropRequest, FinalAnswer, ParsedReply, PixelBox
+from awares_tool.protocol.schema import CropRequest, FinalAnswer, ParsedReply, PixelBox, split_reasoning
 from awares_tool.protocol.tools import (
     GET_CROPS_TOOL,
     ZOOM_TOOL_NAMES,
@@ -45,5 +45,6 @@ __all__ = [
     "example_request",
     "get_crops_tool",
     "parse_reply",
+    "split_reasoning",
     "tool_description",
 ]

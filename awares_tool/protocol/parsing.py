@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from awares_tool.crops import CropSet, get_crop_set
+from awares_tool.protocol.brief import brief
 from awares_tool.errors import MalformedRequestError
 from awares_tool.protocol.resolve import (
     BboxMode,
@@ -73,11 +74,11 @@ def _loads(text: str, what: str) -> Any:
 def _add_call(found: FoundRequest, call: Any) -> None:
     """Add one ``{"name", "arguments"}`` call (or its OpenAI wrapper) to ``found``."""
     if not isinstance(call, Mapping):
-        raise MalformedRequestError(f"a tool call must be a JSON object, got {call!r:.120}")
+        raise MalformedRequestError(f"a tool call must be a JSON object, got {brief(call, 120)}")
     fn = call["function"] if isinstance(call.get("function"), Mapping) else call
     name = fn.get("name")
     if not isinstance(name, str):
-        raise MalformedRequestError(f"tool call without a name: {call!r:.120}")
+        raise MalformedRequestError(f"tool call without a name: {brief(call, 120)}")
     args: Any = next((fn[k] for k in ("arguments", "parameters", "args") if k in fn), None)
     if isinstance(args, str):
         args = _loads(args, f"arguments of {name!r}") if args.strip() else None
@@ -88,19 +89,19 @@ def _add_call(found: FoundRequest, call: Any) -> None:
             value = [value]
         if not isinstance(value, (list, tuple)):
             raise MalformedRequestError(
-                f"get_crops call needs a 'regions' list, got arguments {args!r:.120}; "
+                f"get_crops call needs a 'regions' list, got arguments {brief(args, 120)}; "
                 'expected {"regions": ["0", "5"]}'
             )
         for v in value:
             if isinstance(v, bool) or not isinstance(v, (str, int)):
-                raise MalformedRequestError(f"get_crops region {v!r:.50} is not a name")
+                raise MalformedRequestError(f"get_crops region {brief(v, 50)} is not a name")
             found.names.append(str(v))
     elif key in ZOOM_TOOL_NAMES:
         found.boxes.extend(raw_boxes(args if args is not None else {}))
         found.form = "bbox"
     else:
         raise MalformedRequestError(
-            f"call to unknown tool {name!r:.60}; awares accepts {', '.join(_KNOWN_TOOLS)}"
+            f"call to unknown tool {brief(name, 60)}; awares accepts {', '.join(_KNOWN_TOOLS)}"
         )
 
 
@@ -113,14 +114,17 @@ def _content_text(content: Any) -> str:
     if isinstance(content, Sequence):
         parts = [p if isinstance(p, str) else p.get("text") for p in content if isinstance(p, (str, Mapping))]
         return "".join(p for p in parts if isinstance(p, str))
-    raise MalformedRequestError(f"message content must be text or content parts, got {content!r:.120}")
+    raise MalformedRequestError(f"message content must be text or content parts, got {brief(content, 120)}")
 
 
 def _dump(obj: Any) -> str:
     try:
         return json.dumps(obj, ensure_ascii=False, default=str)
     except (TypeError, ValueError, RecursionError):
-        return repr(obj)[:10_000]
+        try:
+            return repr(obj)[:10_000]
+        except RecursionError:  # nested deeper than the interpreter recurses: say so, don't crash
+            return f"<a {type(obj).__name__} nested too deeply to print>"
 
 
 def _from_calls(calls: Sequence[Any], preamble: str = "") -> FoundRequest:
@@ -141,7 +145,7 @@ def _from_structured(reply: Mapping | Sequence) -> FoundRequest | str:
             legacy = reply.get("function_call")  # the pre-tools OpenAI field
             calls = reply.get("tool_calls") or ([legacy] if legacy else [])
             if not isinstance(calls, (list, tuple)):
-                raise MalformedRequestError(f"message tool_calls must be a list, got {calls!r:.120}")
+                raise MalformedRequestError(f"message tool_calls must be a list, got {brief(calls, 120)}")
             content = _content_text(reply.get("content"))
             return _from_calls(calls, content) if calls else content
         if "function" in reply or "name" in reply:
@@ -329,9 +333,9 @@ def parse_reply(
     else:
         raise TypeError(f"reply must be a str, a dict or a list of tool calls, got {type(reply).__name__}")
     if found is None:
-        return FinalAnswer(text=reply.strip())
+        return FinalAnswer.from_reply(reply)
     if isinstance(found, str):
-        return FinalAnswer(text=found.strip())
+        return FinalAnswer.from_reply(found)
     return build_request(
         found, crop_set, lookup, max_crops, on_unknown, on_too_many, bbox_units, image_size, bbox_mode
     )

@@ -11,7 +11,7 @@ from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["CropRequest", "FinalAnswer", "ParsedReply", "RequestForm", "Fallback", "PixelBox"]
+__all__ = ["CropRequest", "FinalAnswer", "ParsedReply", "RequestForm", "Fallback", "PixelBox", "split_reasoning"]
 
 RequestForm = Literal["text", "function", "tool_call", "bbox"]
 """How the model wrote the request: ``GET_CROPS`` text, an OpenAI-style function call, a
@@ -58,13 +58,53 @@ class FinalAnswer(BaseModel):
     """The model answered: no request of any form was found in the reply.
 
     Attributes:
-        text: The reply, whitespace-stripped and otherwise untouched (an ``Answer:`` prefix is
-            kept: stripping it is the scorer's job, not the protocol's).
+        text: The answer: the reply stripped, with any ``<think>...</think>`` reasoning taken out (an
+            ``Answer:`` prefix is kept: stripping it is the scorer's job, not the protocol's). May be empty:
+            a reply of nothing but whitespace or reasoning is no answer (see :attr:`empty`).
+        reasoning: The reasoning the model wrote inside ``<think>`` (also an unclosed one, as left when
+            decoding stopped), for the trace.
     """
 
     model_config = ConfigDict(frozen=True)
 
     text: str
+    reasoning: str = ""
+
+    @property
+    def empty(self) -> bool:
+        """Whether the reply holds no answer at all (empty, whitespace, or only reasoning)."""
+        return not self.text.strip()
+
+    @classmethod
+    def from_reply(cls, reply: str) -> "FinalAnswer":
+        """Split ``reply`` into reasoning and answer (see :func:`split_reasoning`)."""
+        reasoning, answer = split_reasoning(reply)
+        return cls(text=answer, reasoning=reasoning)
+
+
+_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+
+
+def split_reasoning(reply: str) -> tuple[str, str]:
+    """``(reasoning, answer)`` of a reply: what is inside ``<think>`` tags, and what follows the last one.
+
+    An unclosed ``<think>`` (decoding stopped mid-thought) leaves no answer after it.
+
+    >>> split_reasoning("<think>the sign is red</think> red")
+    ('the sign is red', 'red')
+    >>> split_reasoning("<think>still thinking")
+    ('still thinking', '')
+    >>> split_reasoning("  blue ")
+    ('', 'blue')
+    """
+    close = reply.rfind(_THINK_CLOSE)
+    if close >= 0:
+        head, answer = reply[:close], reply[close + len(_THINK_CLOSE):]
+        return head.replace(_THINK_OPEN, "").strip(), answer.strip()
+    start = reply.find(_THINK_OPEN)
+    if start >= 0:
+        return reply[start + len(_THINK_OPEN):].strip(), reply[:start].strip()
+    return "", reply.strip()
 
 
 ParsedReply = Union[CropRequest, FinalAnswer]

@@ -10,6 +10,11 @@ The official parser instead requires the bracket right after the optional colon 
 list character by character, so quoted or multi-crop requests silently become the full image;
 we parse the list as a list.
 
+Where a request ends and prose begins: the keyword followed by a ``[`` is a request (an unreadable list is a
+malformed request, never an answer), and so is a line of nothing but region names after it; the keyword with nothing
+after it (the reply cut off) is malformed; anywhere else it is a mention in prose ("No need to call get_crops. The
+answer is 7."), and a reply whose only mentions are prose is an answer.
+
 No regular expression here has nested or adjacent unbounded quantifiers that can overlap, so a
 1 MB adversarial reply costs a few linear passes, not catastrophic backtracking.
 """
@@ -76,8 +81,8 @@ def _skip_ws(text: str, i: int) -> int:
     return _WS_RE.match(text, i).end()
 
 
-def _parse_one(text: str, kw_end: int, is_name: Callable[[str], bool]) -> tuple[list[str], int]:
-    """Parse what follows one keyword; return the names and the end of the request."""
+def _parse_one(text: str, kw_end: int, is_name: Callable[[str], bool]) -> tuple[list[str], int] | None:
+    """Parse what follows one keyword: the names and the end of the request, or None for a mention in prose."""
     i = _skip_ws(text, kw_end)
     call_like = i < len(text) and text[i] == "("
     if call_like:
@@ -108,15 +113,21 @@ def _parse_one(text: str, kw_end: int, is_name: Callable[[str], bool]) -> tuple[
     # such as "GET_CROPS: 3 because ..." is refused rather than half-read.
     eol = text.find("\n", i, i + _MAX_BARE_CHARS + 1)
     if eol < 0:
-        eol = len(text) if len(text) - i <= _MAX_BARE_CHARS else i  # too long: no bare list
+        if len(text) - i > _MAX_BARE_CHARS:
+            raise MalformedRequestError(
+                f"GET_CROPS followed by {len(text) - i:,} characters on one line is no readable request; "
+                "write it like GET_CROPS: ['0', '5']")
+        eol = len(text)
     line = text[i:eol].rstrip().rstrip(".").rstrip()
     tokens = [t.strip(_QUOTES) for t in re.split(r"[\s,]+", line) if t.strip(_QUOTES)]
     if tokens and all(is_name(t) for t in tokens):
         return tokens, i + len(text[i:eol].rstrip())
-    raise MalformedRequestError(
-        f"found GET_CROPS but no crop list after it: {text[kw_end - 9 : kw_end + 60]!r}; "
-        "write the request alone, like GET_CROPS: ['0', '5']"
-    )
+    if not text[i:].strip(" \t\n.)"):  # the reply ends at the keyword: a request cut off before its list
+        raise MalformedRequestError(
+            f"found GET_CROPS but no crop list after it: {text[kw_end - 9 : kw_end + 60]!r}; "
+            "write the request alone, like GET_CROPS: ['0', '5']"
+        )
+    return None  # the keyword in prose ("no need to GET_CROPS here; the answer is 5"): not a request
 
 
 def find_text_requests(text: str, is_name: Callable[[str], bool]) -> list[TextRequest]:
@@ -144,11 +155,15 @@ def find_text_requests(text: str, is_name: Callable[[str], bool]) -> list[TextRe
         if m is None:
             break
         try:
-            names, end = _parse_one(text, m.end(), is_name)
+            parsed = _parse_one(text, m.end(), is_name)
         except MalformedRequestError as e:
             first_error = first_error or e
             pos = m.end()
             continue
+        if parsed is None:
+            pos = m.end()
+            continue
+        names, end = parsed
         found.append(TextRequest(names=names, start=m.start(), end=end))
         pos = max(end, m.end())
     if not found and first_error is not None:

@@ -24,6 +24,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from awares_tool.protocol.brief import brief
 from awares_tool.errors import MalformedRequestError
 from awares_tool.protocol.schema import PixelBox
 
@@ -62,18 +63,18 @@ def raw_boxes(args: Any) -> list[list[Any]]:
         return [list(b) for b in value]
     if isinstance(value, (list, tuple)):
         return [list(value)]
-    raise MalformedRequestError(f"zoom box must be a list [x1, y1, x2, y2], got {value!r:.200}")
+    raise MalformedRequestError(f"zoom box must be a list [x1, y1, x2, y2], got {brief(value, 200)}")
 
 
 def _number(v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float, str)):
-        raise MalformedRequestError(f"zoom box coordinate {v!r:.50} is not a number")
+        raise MalformedRequestError(f"zoom box coordinate {brief(v, 50)} is not a number")
     try:
         x = float(v)
     except (ValueError, OverflowError) as e:
-        raise MalformedRequestError(f"zoom box coordinate {v!r:.50} is not a number") from e
+        raise MalformedRequestError(f"zoom box coordinate {brief(v, 50)} is not a number") from e
     if not math.isfinite(x):
-        raise MalformedRequestError(f"zoom box coordinate {v!r:.50} is not finite")
+        raise MalformedRequestError(f"zoom box coordinate {brief(v, 50)} is not finite")
     return x
 
 
@@ -97,7 +98,7 @@ def to_pixel_box(box: Any, units: BboxUnits | None, image_size: tuple[int, int] 
     """
     if units is None:
         raise MalformedRequestError(
-            f"the reply asks to zoom into a box {box!r:.100} but its coordinate units are unknown; "
+            f"the reply asks to zoom into a box {brief(box, 100)} but its coordinate units are unknown; "
             "pass bbox_units='pixels', 'norm1000' or 'norm1' (and image_size) to parse_reply"
         )
     if units not in _SCALE:
@@ -105,7 +106,7 @@ def to_pixel_box(box: Any, units: BboxUnits | None, image_size: tuple[int, int] 
     if image_size is None:
         raise ValueError("parse_reply needs image_size=(width, height) to convert zoom boxes")
     if not isinstance(box, (list, tuple)) or len(box) != 4:
-        raise MalformedRequestError(f"zoom box must be 4 numbers [x1, y1, x2, y2], got {box!r:.200}")
+        raise MalformedRequestError(f"zoom box must be 4 numbers [x1, y1, x2, y2], got {brief(box, 200)}")
     x1, y1, x2, y2 = (_number(v) for v in box)
     if x2 <= x1 or y2 <= y1:
         raise MalformedRequestError(

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(rich_markup_mode=None, add_completion=False, no_args_is_help=True,  # help as written
                   help="A generated high-resolution needle benchmark: accuracy at equal visual tokens.")
 
 

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from awares_tool.protocol import GET_CROPS_TOOL
+from awares_tool.protocol import GET_CROPS_TOOL, FinalAnswer
 
 __all__ = ["final_answer", "answer_score", "tool_cost", "token_cost", "format_score", "warmup_factor",
            "composite_reward", "build_reward_funcs", "CORRECTNESS"]
@@ -49,15 +49,23 @@ def final_answer(completion: Sequence[dict[str, Any]] | str) -> str | None:
     '48213'
     >>> final_answer([{"role": "assistant", "content": "", "tool_calls": [{}]}]) is None
     True
+    >>> final_answer("<think>the code is tiny</think> 48213"), final_answer("<think>cut off")
+    ('48213', None)
+
+    The answer is read with the protocol's rule (``FinalAnswer``): reasoning inside ``<think>`` is not part of
+    it, and a reply with no answer (empty, or only reasoning) is ``None``, like a rollout that never answered.
     """
     if isinstance(completion, str):
-        return completion.strip()
-    if not completion:
+        text = completion
+    elif not completion:
         return None
-    last = completion[-1]
-    if last.get("role") != "assistant" or last.get("tool_calls"):
-        return None
-    return _text(last.get("content")).strip()
+    else:
+        last = completion[-1]
+        if last.get("role") != "assistant" or last.get("tool_calls"):
+            return None
+        text = _text(last.get("content"))
+    answer = FinalAnswer.from_reply(text)
+    return None if answer.empty else answer.text
 
 
 def answer_score(prediction: str | None, references: Sequence[str], *, method: str = "embedding",
