@@ -17,6 +17,7 @@ from awares_tool.images import fetch as url_policy
 from awares_tool.adapters.common import AdapterConfig, ImageService, check_public_host, fetch_url
 from awares_tool.backends.scripted import ScriptedBackend
 from awares_tool.errors import (
+    AwaresError,
     ImageNotFoundError,
     ImageSourceError,
     ImageTooLargeError,
@@ -216,3 +217,133 @@ def test_urls(roots: tuple[Path, Path], local_image_url: str, monkeypatch: pytes
     monkeypatch.setattr(url_policy, "check_public_host", lambda host, port=443: None)
     with pytest.raises(ImageSourceError, match="connected to non-public address 127.0.0.1"):
         fetch_url(local_image_url, ImageLimits(allow_urls=True))
+
+
+def _swap_after_check(service: ImageService, monkeypatch, swap) -> None:
+    """Run ``swap`` between the path check and the read: the race an attacker with write access would win."""
+    original = ImageService.resolve_path
+
+    def checked_then_swapped(self: ImageService, ref: str) -> Path:
+        real = original(self, ref)
+        swap(real)
+        return real
+
+    monkeypatch.setattr(ImageService, "resolve_path", checked_then_swapped)
+
+
+def test_a_symlink_swapped_in_after_the_check_is_not_followed(tmp_path: Path, monkeypatch) -> None:
+    """#17: the file was opened again by name after the check, following a symlink put there in between."""
+    root, outside = tmp_path / "root", tmp_path / "secret"
+    root.mkdir()
+    outside.mkdir()
+    Image.new("RGB", (64, 64), "red").save(outside / "secret.png")
+    Image.new("RGB", (64, 64), "white").save(root / "pic.png")
+    svc = ImageService(AdapterConfig(roots=(root,)))
+
+    def to_symlink(real: Path) -> None:
+        real.unlink()
+        real.symlink_to(outside / "secret.png")
+
+    _swap_after_check(svc, monkeypatch, to_symlink)
+    with pytest.raises(ImageSourceError, match="symbolic link"):
+        svc.view("pic.png")
+
+
+def test_a_folder_swapped_for_a_symlink_is_caught_on_the_open_file(tmp_path: Path, monkeypatch) -> None:
+    root, outside = tmp_path / "root", tmp_path / "secret"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    Image.new("RGB", (64, 64), "red").save(outside / "pic.png")
+    Image.new("RGB", (64, 64), "white").save(root / "sub" / "pic.png")
+    svc = ImageService(AdapterConfig(roots=(root,)))
+
+    def parent_to_symlink(real: Path) -> None:
+        (real.parent / "pic.png").unlink()
+        real.parent.rmdir()
+        real.parent.symlink_to(outside)
+
+    _swap_after_check(svc, monkeypatch, parent_to_symlink)
+    with pytest.raises(ImageSourceError, match="outside the allowed roots"):
+        svc.view("sub/pic.png")
+
+
+def test_a_file_that_grows_after_its_size_check_is_refused(tmp_path: Path) -> None:
+    """#17: stat() then read_bytes(): a file growing in between passed max_bytes. Now at most max_bytes+1 are read."""
+    from awares_tool.errors import ImageTooLargeError
+    from awares_tool.images import open_file
+
+    path = tmp_path / "pic.png"
+    Image.new("RGB", (64, 64), "white").save(path)
+    cap = path.stat().st_size + 10
+
+    def grow(opened: Path) -> None:  # runs after fstat, before the read
+        with opened.open("ab") as fh:
+            fh.write(b"\0" * 1000)
+
+    with pytest.raises(ImageTooLargeError, match="over the limit"):
+        open_file(path, limits=ImageLimits(max_bytes=cap), check_opened=grow)
+
+
+def test_pixel_budget_makes_decodes_wait_and_lets_a_huge_one_run_alone() -> None:
+    """#17: concurrent decodes were bounded only per image; now by a shared pixel budget."""
+    import threading
+
+    from awares_tool.images.budget import PixelBudget
+
+    budget = PixelBudget(100)
+    first_in, release_first, second_in = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with budget.hold((10, 6)):  # 60 of 100
+            first_in.set()
+            release_first.wait(10)
+
+    def second() -> None:
+        with budget.hold((10, 6)):  # another 60: must wait for the first
+            second_in.set()
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert first_in.wait(10)
+    b = threading.Thread(target=second)
+    b.start()
+    assert not second_in.wait(0.3) and budget.in_use == 60  # still waiting (no timing is asserted, only order)
+    release_first.set()
+    assert second_in.wait(10)
+    a.join()
+    b.join()
+    with budget.hold((1000, 1000)):  # larger than the whole budget: runs when nothing else does
+        assert budget.in_use == 100
+    assert budget.in_use == 0
+
+
+def test_service_decodes_under_its_budget(tmp_path: Path) -> None:
+    Image.new("RGB", (400, 300), "white").save(tmp_path / "pic.png")
+    svc = ImageService(AdapterConfig(roots=(tmp_path,), decode_budget_pixels=1000))  # far below one image
+    assert svc.view("pic.png").result.view_size == (200, 150) and svc.decode_budget.in_use == 0
+
+
+def test_roots_are_named_not_shown(tmp_path: Path) -> None:
+    """#17: tool descriptions and errors carried the server's absolute root paths."""
+    root = tmp_path / "deep" / "private" / "images"
+    root.mkdir(parents=True)
+    Image.new("RGB", (300, 200), "white").save(root / "pic.png")
+    svc = ImageService(AdapterConfig(roots=(root,), root_names=("photos",)))
+    texts = [svc.describe(t) for t in ("get_crops", "view_image", "ask_image")]
+    for bad in ("missing.png", "/etc/passwd", "../x.png", "n" * 300 + ".png"):
+        with pytest.raises(AwaresError) as err:
+            svc.view(bad)
+        texts.append(str(err.value))
+    assert all(str(tmp_path) not in text for text in texts), texts
+    assert "photos" in texts[0] and "photos" in texts[3]
+    default = ImageService(AdapterConfig(roots=(root,)))
+    assert "images" in default.describe("view_image") and str(tmp_path) not in default.describe("view_image")
+    shown = ImageService(AdapterConfig(roots=(root,), show_root_paths=True))
+    assert str(root.resolve()) in shown.describe("view_image")
+
+
+def test_mcp_root_aliases_from_the_command_line(tmp_path: Path) -> None:
+    from awares_tool.adapters.mcp_server import _parser, service_from_args
+
+    args = _parser().parse_args(["--root", f"scans={tmp_path}", "--root", str(tmp_path)])
+    assert service_from_args(args).root_names == ("scans", tmp_path.name)

@@ -137,6 +137,7 @@ def test_ask_image_returns_answer_and_cost() -> None:
     ({"image": IMAGE, "regions": [str(i) for i in range(1000)]}, "at most 4"),
     ({"image": 42, "regions": "3"}, "invalid arguments for get_crops"),
     ({"bogus": True}, "invalid arguments for get_crops"),
+    ({"image": "n" * 300 + ".png", "regions": ["3"]}, "File name too long"),  # an OSError before (#17)
 ])
 def test_errors_become_error_tool_messages(args: dict[str, Any], words: str) -> None:
     msg = _call(_TOOLS["get_crops"], args)
@@ -184,3 +185,15 @@ def test_agent_loop_sends_crops_to_the_model() -> None:
     assert sent.tobytes() == original.crop((224, 224, 448, 448)).tobytes()
     view_msg = [m for m in model.seen[1] if isinstance(m, ToolMessage)][0]
     assert view_msg.content[1]["type"] == "image"  # the low-res view reached the second turn too
+
+
+def test_an_unexpected_failure_is_an_error_message_not_a_crash(monkeypatch) -> None:
+    """#17: only AwaresError became a ToolException; anything else ended the agent run."""
+    from awares_tool.adapters.common import ImageService
+
+    def broken(self: Any, ref: str) -> Any:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(ImageService, "view", broken)  # a bug inside the service, not the tool under test
+    msg = _call(_TOOLS["view_image"], {"image": IMAGE})
+    assert msg.status == "error" and "KeyError" in msg.content and "boom" in msg.content

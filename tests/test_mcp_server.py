@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("mcp.server.mcpserver")
 from mcp import ClientSession, StdioServerParameters, stdio_client  # noqa: E402
@@ -77,6 +79,9 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("get_crops", {"image": "quad.png", "regions": [None, {"a": 1}]}, "validation error"),
     ("view_image", {"image": "x" * 5000}, "at most 4096 characters"),
     ("no_such_tool", {}, "no_such_tool"),
+    ("view_image", {"image": "n" * 300 + ".png"}, "File name too long"),  # an OSError, now a typed error (#17)
+    ("get_crops", {"image": "quad.png", "regions": ["3"], "zoom": 4}, "Extra inputs are not permitted"),
+    ("list_regions", {"verbose": True}, "Extra inputs are not permitted"),
 ]
 
 
@@ -85,6 +90,7 @@ async def _check_session(session: Any) -> None:
     tools = {t.name: t for t in (await session.list_tools()).tools}
     assert set(tools) == TOOLS
     assert tools["get_crops"].input_schema["required"] == ["image", "regions"]
+    assert all(t.input_schema.get("additionalProperties") is False for t in tools.values())  # as published (#17)
     assert tools["get_crops"].output_schema is not None
 
     async def good() -> None:
@@ -167,9 +173,10 @@ def _free_port() -> int:
 def http_server(root: Path):
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, *_server_args(root, "--transport", "http", "--port", str(port), "--token", TOKEN,
-                                       "--log-level", "WARNING")],
-        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, *_server_args(root, "--transport", "http", "--port", str(port), "--log-level", "WARNING",
+                                       "--header-timeout", "1", "--max-connections", "8",
+                                       "--allowed-origin", "http://localhost:*")],
+        env={**_env(), "AWARES_MCP_TOKEN": TOKEN}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -222,6 +229,78 @@ def test_http_requires_the_token(http_server: str) -> None:
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
         r = httpx2.post(http_server, json=body, headers={"Accept": "application/json, text/event-stream", **headers})
         assert r.status_code == 401 and "bearer token" in r.text
+
+
+@pytest.mark.slow
+def test_http_checks_the_origin(http_server: str) -> None:
+    """#17: the SDK validates Origin only on loopback binds; the guard does on every bind."""
+    import httpx2
+
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    base = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {TOKEN}"}
+    r = httpx2.post(http_server, json=body, headers={**base, "Origin": "http://evil.example"})
+    assert r.status_code == 403 and "origin" in r.text
+    r = httpx2.post(http_server, json=body, headers={**base, "Origin": "http://localhost:3000"})
+    assert r.status_code != 403
+
+
+@pytest.mark.slow
+def test_http_closes_connections_that_never_finish_their_headers(http_server: str) -> None:
+    """#17: 200 half-open connections stayed open forever; headers are now due within --header-timeout (1 s)."""
+    port = int(http_server.split(":")[2].split("/")[0])
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the rest
+    try:
+        assert sock.recv(1024) == b""  # the server closed it (a bound far beyond the 1 s timeout)
+    finally:
+        sock.close()
+
+
+@pytest.mark.slow
+def test_http_caps_its_connections(root: Path) -> None:
+    """#17: beyond --max-connections a request is answered 503 at once instead of queueing behind idle sockets."""
+    import httpx2
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, *_server_args(root, "--transport", "http", "--port", str(port),
+                                                          "--max-connections", "2", "--log-level", "WARNING")],
+                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    idle = []
+    try:
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+        time.sleep(0.5)  # let the server accept them (not a timing assertion)
+        r = httpx2.post(f"http://127.0.0.1:{port}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                        headers={"Accept": "application/json, text/event-stream"}, timeout=30)
+        assert r.status_code == 503
+    finally:
+        for s in idle:
+            s.close()
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_non_loopback_bind_without_a_token_is_refused(tmp_path: Path, monkeypatch, capsys) -> None:
+    from awares_tool.adapters.mcp_server import TOKEN_ENV, main
+
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    assert main(["--root", str(tmp_path), "--transport", "http", "--host", "0.0.0.0"]) == 2
+    assert "refusing to serve on 0.0.0.0 without a bearer token" in capsys.readouterr().err
+
+
+def test_the_token_comes_from_a_file(tmp_path: Path) -> None:
+    from awares_tool.adapters.http_guard import read_token
+
+    (tmp_path / "token").write_text("s3cret\n")
+    assert read_token(None, env="UNSET_VAR_FOR_TEST", file=tmp_path / "token") == "s3cret"
+    with pytest.raises(ValueError, match="empty"):
+        (tmp_path / "empty").write_text("")
+        read_token(None, env="UNSET_VAR_FOR_TEST", file=tmp_path / "empty")
 
 
 def test_http_binds_loopback_by_default() -> None:
@@ -312,3 +391,29 @@ def test_model_flags_reach_the_ask_image_backend(tmp_path: Path, capsys) -> None
         assert service.backend.dtype == "bfloat16" and service.backend.placement.device == "cpu"
     finally:
         clear_cache(spec, dtype="bfloat16", device="cpu")
+
+
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(sorted(TOOLS)), args=st.dictionaries(
+    st.sampled_from(["image", "regions", "question", "zoom", "image_path", ""]), _JSONISH, max_size=4))
+def test_any_arguments_give_a_result_or_a_tool_error(root: Path, name: str, args: dict) -> None:
+    """#17: arbitrary JSON-like arguments over MCP: a result or an is_error result, never a crashed server."""
+    from mcp import Client
+
+    server = build_server(ImageService(AdapterConfig(roots=(root,)), backend=ScriptedBackend(lambda m: "x")))
+
+    async def run() -> None:
+        async with Client(server) as client:
+            res = await client.call_tool(name, args)
+            assert isinstance(res.is_error, bool)
+            ok = await client.call_tool("list_regions", {})
+            assert not ok.is_error  # still serving
+
+    asyncio.run(run())

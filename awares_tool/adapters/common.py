@@ -49,7 +49,8 @@ from awares_tool.errors import (
     ImageSourceError,
     MalformedRequestError,
 )
-from awares_tool.images import ImageLimits, SourceImage, encode_image, open_image
+from awares_tool.images import ImageLimits, SourceImage, encode_image, open_file, open_image
+from awares_tool.images.budget import PixelBudget
 from awares_tool.images.lowres import parse_lowres
 from awares_tool.protocol import tool_description
 from awares_tool.images.store import ImageStore
@@ -74,6 +75,10 @@ class AdapterConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     roots: tuple[Path, ...] = Field((), description="Folders whose files may be opened; nothing else is.")
+    root_names: tuple[str, ...] = Field(
+        (), description="What tool descriptions and errors call each root (same order as roots; default: its folder "
+                        "name), so a model and its user do not learn the server's file system layout.")
+    show_root_paths: bool = Field(False, description="Name roots by their absolute paths instead.")
     limits: ImageLimits = Field(
         ImageLimits(max_pixels=50_000_000, max_bytes=64 * 1024 * 1024),
         description="Pixel/byte limits checked on the header, and the URL policy (off by default).",
@@ -87,6 +92,9 @@ class AdapterConfig(BaseModel):
     lowres: str | float | None = Field(None, description="Low-res policy spec; None halves each side.")
     token_family: str | None = Field("qwen2.5-vl", description="Family used to report token costs.")
     image_format: Literal["png", "jpeg", "webp"] = "png"
+    decode_budget_pixels: int = Field(
+        150_000_000, ge=1, description="Pixels decoded at once over all concurrent calls (about 3 bytes each); a call "
+                                       "waits until its image fits. An image larger than this still runs, alone.")
 
 
 def _check_root(root: Path) -> Path:
@@ -111,6 +119,9 @@ class ImageService:
                  backend: Any = None) -> None:
         self.config = config or AdapterConfig()
         self.roots: tuple[Path, ...] = tuple(_check_root(r) for r in self.config.roots)
+        names = list(self.config.root_names) + [r.name or str(r) for r in self.roots[len(self.config.root_names):]]
+        self.root_names: tuple[str, ...] = tuple(str(r) for r in self.roots) if self.config.show_root_paths \
+            else tuple(names[: len(self.roots)])
         self.store = store if store is not None else ImageStore(limits=self.config.limits)
         self.crop_set: CropSet = get_crop_set(self.config.crop_set)
         self._lowres = parse_lowres(self.config.lowres)
@@ -118,13 +129,14 @@ class ImageService:
             from awares_tool.backends.spec import parse_backend_spec
 
             parse_backend_spec(backend)  # a malformed spec fails when the server starts, not at the first ask
+        self.decode_budget = PixelBudget(self.config.decode_budget_pixels)
         self._backend_spec = backend
 
     # -- descriptions shared by the adapters
     def describe(self, tool: str) -> str:
         """The description a model reads for ``tool`` (``list_regions``, ``view_image``, ...)."""
         where = "an image id from view_image or a path under " + (
-            ", ".join(str(r) for r in self.roots) if self.roots else "(no folders are allowed)"
+            ", ".join(self.root_names) if self.roots else "(no folders are allowed)"
         )
         if tool == "get_crops":
             return (f"{tool_description(self.crop_set)}\n`image` is {where}. At most {self.config.max_crops} "
@@ -162,13 +174,13 @@ class ImageService:
                 image = open_image(data, limits=self.config.limits)
             elif scheme == "file":
                 path = urllib.request.url2pathname(urllib.parse.urlparse(ref).path)
-                image = open_image(self.resolve_path(path), limits=self.config.limits)
+                image = self._open_path(path)
             else:
                 raise ImageSourceError(f"unsupported image reference {_short(ref)!r}: use an image id, a path "
                                        "under an allowed root, or (when the server allows URLs) an http(s) URL")
         else:
             try:
-                image = open_image(self.resolve_path(ref), limits=self.config.limits)
+                image = self._open_path(ref)
             except ImageNotFoundError as e:
                 if _ID_RE.match(ref):
                     raise ImageNotFoundError(f"unknown image id {ref!r} (evicted or never opened); call "
@@ -178,6 +190,20 @@ class ImageService:
         return image
 
     def resolve_path(self, ref: str) -> Path:
+        """The real path of ``ref`` if it lies under an allowed root (see :meth:`_resolve_path`).
+
+        Raises:
+            ImageSourceError: Also for every ``OSError`` of the lookup (a name too long, a permission denied),
+                with the reason.
+        """
+        try:
+            return self._resolve_path(ref)
+        except AwaresError:
+            raise
+        except OSError as e:
+            raise ImageSourceError(f"cannot use image path {_short(ref)!r}: {e.strerror or e}") from e
+
+    def _resolve_path(self, ref: str) -> Path:
         """The real path of ``ref`` if it lies under an allowed root (after following every symlink).
 
         A relative path is tried under each root in order. ``..`` is refused outright; symlinks are
@@ -205,8 +231,21 @@ class ImageService:
                 return real
         raise ImageNotFoundError(f"no image file {_short(ref)!r} under the allowed roots ({self._roots_text()})")
 
+    def _open_path(self, ref: str) -> SourceImage:
+        """Open ``ref`` under the roots: the checked path is opened once, without following a symlink swapped in
+        since the check, and the file the descriptor refers to must still lie under a root."""
+        real = self.resolve_path(ref)
+
+        def under_roots(opened: Path) -> None:
+            if not any(opened.is_relative_to(root) for root in self.roots):
+                raise ImageSourceError(f"image path {_short(ref)!r} changed while it was opened and now points "
+                                       f"outside the allowed roots ({self._roots_text()})")
+
+        return open_file(real, limits=self.config.limits, no_symlinks=True, check_opened=under_roots,
+                         label=ref if not self.config.show_root_paths else None)
+
     def _roots_text(self) -> str:
-        return ", ".join(str(r) for r in self.roots) or "none"
+        return ", ".join(self.root_names) or "none"
 
     # -- operations
     def regions(self) -> RegionsResult:
@@ -220,7 +259,8 @@ class ImageService:
     def view(self, ref: str) -> ViewOutput:
         """Open ``ref`` and return its low-res view (the model's cheap first look) and its id."""
         src = self.resolve(ref)
-        view = self._episode(src).first_view()
+        with self.decode_budget.hold(src.size):
+            view = self._episode(src).first_view()
         result = ViewResult(
             image_id=src.id, image_size=src.size, view_size=view.size,
             view_tokens=self._tokens(*view.size), full_tokens=self._tokens(*src.size),
@@ -242,7 +282,8 @@ class ImageService:
         """
         request = tool_request(regions, self.crop_set, self.config.max_crops)
         src = self.resolve(ref)
-        turn = self._episode(src).fetch(request)
+        with self.decode_budget.hold(src.size):
+            turn = self._episode(src).fetch(request)
         infos: list[CropInfo] = []
         images: list[EncodedImage] = []
         for name, box, crop in zip(turn.names, turn.boxes, turn.images):
@@ -266,11 +307,12 @@ class ImageService:
         if not isinstance(question, str) or not question.strip():
             raise MalformedRequestError("`question` must be a non-empty string")
         src = self.resolve(ref)
-        res = crop_on_demand(
-            src, question, backend=self.backend, crop_set=self.crop_set, lowres=self._lowres,
-            max_crops=self.config.max_crops, crop_max_pixels=self.config.max_image_pixels,
-            image_limits=self.config.limits,
-        )
+        with self.decode_budget.hold(src.size):
+            res = crop_on_demand(
+                src, question, backend=self.backend, crop_set=self.crop_set, lowres=self._lowres,
+                max_crops=self.config.max_crops, crop_max_pixels=self.config.max_image_pixels,
+                image_limits=self.config.limits,
+            )
         return AskResult(
             image_id=src.id, answer=res.answer, answered=res.answered, regions=res.regions,
             tokens_spent=res.tokens.spent, full_tokens=res.tokens.full, rtr=res.tokens.rtr,

@@ -22,6 +22,7 @@ llama.cpp's chat handlers read images from user turns only).
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,6 +45,8 @@ import base64  # noqa: E402
 
 from langchain_core.messages.content import create_image_block, create_text_block  # noqa: E402
 from langchain_core.tools import BaseTool, BaseToolkit, StructuredTool, ToolException  # noqa: E402
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["AwaresToolkit", "make_view_image_tool", "make_get_crops_tool", "make_ask_image_tool"]
 
@@ -74,6 +77,9 @@ def _tool(name: str, description: str, schema: type, fn: Callable[..., tuple[Any
             return fn(**kwargs)
         except AwaresError as e:
             raise ToolException(f"Error: {e}") from e
+        except Exception as e:  # an unforeseen failure still reaches the model as an error, and the agent goes on
+            logger.exception("%s failed unexpectedly", name)
+            raise ToolException(f"Error: {name} failed ({type(e).__name__}: {e})") from e
 
     async def acall(**kwargs: Any) -> tuple[Any, Any]:
         return await asyncio.to_thread(call, **kwargs)  # image decoding and models block

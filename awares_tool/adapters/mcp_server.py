@@ -15,9 +15,9 @@ Logs go to stderr only: on stdio, stdout carries the protocol.
 """
 
 import argparse
-import hmac
 import logging
 import os
+from pathlib import Path
 import sys
 from typing import Annotated, Any
 
@@ -33,6 +33,7 @@ from awares_tool.adapters.common import (
     ViewResult,
 )
 from awares_tool.backends.spec import ATTN_HELP, DEVICE_HELP, DTYPE_HELP, spec_with_options
+from awares_tool.adapters.http_guard import RequestGuard, is_loopback, read_token, run_http
 from awares_tool.errors import AwaresError, require_extra
 from awares_tool.images import ImageLimits
 
@@ -43,7 +44,6 @@ logger = logging.getLogger(__name__)
 TOKEN_ENV = "AWARES_MCP_TOKEN"
 """Environment variable holding the bearer token for HTTP (preferred over ``--token`` on shared hosts)."""
 
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def build_server(service: ImageService, *, name: str = "awares") -> Any:
@@ -73,6 +73,9 @@ def build_server(service: ImageService, *, name: str = "awares") -> Any:
             return fn(*args)
         except AwaresError as e:  # an anticipated failure: the model reads the reason
             raise ToolError(str(e)) from e
+        except Exception as e:  # a bug or an unforeseen input: the call fails, the server keeps serving
+            logger.exception("%s failed unexpectedly", getattr(fn, "__name__", fn))
+            raise ToolError(f"internal error ({type(e).__name__}): {e}") from e
 
     def list_regions() -> RegionsResult:
         return service.regions()
@@ -98,52 +101,64 @@ def build_server(service: ImageService, *, name: str = "awares") -> Any:
 
     for fn in (list_regions, view_image, get_crops, ask_image):
         server.add_tool(fn, description=service.describe(fn.__name__), annotations=read_only)
+        _forbid_extra_arguments(server, fn.__name__)
     return server
 
 
-def build_http_app(server: Any, *, token: str | None = None, host: str = "127.0.0.1", path: str = "/mcp") -> Any:
-    """The streamable-HTTP ASGI app of ``server``, behind a bearer-token check when ``token`` is set."""
-    app = server.streamable_http_app(streamable_http_path=path, host=host)
-    return _BearerAuth(app, token) if token else app
+def _forbid_extra_arguments(server: Any, name: str) -> None:
+    """Publish ``additionalProperties: false`` and refuse unknown arguments, as schemas.py declares.
 
-
-class _BearerAuth:
-    """Plain ASGI middleware: every HTTP request must carry ``Authorization: Bearer <token>``.
-
-    The SDK's own auth is OAuth (issuer, token verifier); a shared secret is what a local or
-    single-user deployment needs, so it is checked here in constant time before the SDK sees the request.
+    The SDK (mcp 2.3) builds each tool's argument model from the function signature and ignores extra keys, so a
+    misspelt argument (``"zoom": 4``) would be dropped silently; the LangChain tools refuse it. There is no public
+    hook for the argument model, so the registered tool's model is replaced by a strict subclass.
     """
+    from pydantic import ConfigDict
 
-    def __init__(self, app: Any, token: str) -> None:
-        self.app = app
-        self._expected = f"Bearer {token}".encode()
+    tool = server._tool_manager.get_tool(name)  # mcp 2.3 exposes no public accessor for a registered Tool
+    base = tool.fn_metadata.arg_model
+    strict = type(base.__name__, (base,), {"model_config": ConfigDict(**{**base.model_config, "extra": "forbid"})})
+    tool.fn_metadata = tool.fn_metadata.model_copy(update={"arg_model": strict})
+    tool.parameters = strict.model_json_schema(by_alias=True)
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            got = dict(scope.get("headers") or []).get(b"authorization", b"")
-            if not hmac.compare_digest(got, self._expected):
-                body = b'{"error": "missing or wrong bearer token"}'
-                await send({"type": "http.response.start", "status": 401, "headers": [
-                    (b"content-type", b"application/json"), (b"www-authenticate", b"Bearer"),
-                    (b"content-length", str(len(body)).encode())]})
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
+
+def build_http_app(server: Any, *, token: str | None = None, host: str = "127.0.0.1", path: str = "/mcp",
+                   allowed_origins: tuple[str, ...] = (), allowed_hosts: tuple[str, ...] = ()) -> Any:
+    """The streamable-HTTP ASGI app of ``server`` behind :class:`~awares_tool.adapters.http_guard.RequestGuard`.
+
+    The SDK checks Host and Origin only on loopback binds; the guard checks the bearer token (a shared secret is
+    what a local or single-user deployment needs; the SDK's own auth is OAuth) and the Origin on every bind, so a
+    web page cannot drive the server from a browser on the operator's network.
+    """
+    app = server.streamable_http_app(streamable_http_path=path, host=host)
+    return RequestGuard(app, token=token, allowed_origins=allowed_origins, allowed_hosts=allowed_hosts)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="awares-mcp", description="Serve the AwaRes image tools (view_image, get_crops, ask_image) over MCP."
     )
-    p.add_argument("--root", action="append", default=[], metavar="DIR",
-                   help="folder whose images may be opened (repeatable); nothing outside the roots is readable")
+    p.add_argument("--root", action="append", default=[], metavar="[NAME=]DIR",
+                   help="folder whose images may be opened (repeatable); nothing outside the roots is readable. "
+                        "Tools and errors call it NAME (default: the folder's name), not its absolute path")
+    p.add_argument("--show-root-paths", action="store_true",
+                   help="name the roots by their absolute paths in tool descriptions and errors")
     p.add_argument("--transport", choices=("stdio", "http"), default="stdio",
                    help="stdio (for desktop clients) or streamable HTTP")
     p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default loopback only)")
     p.add_argument("--port", type=int, default=8765, help="HTTP port")
     p.add_argument("--path", default="/mcp", help="HTTP endpoint path")
     p.add_argument("--token", default=None,
-                   help=f"bearer token required on HTTP (default: ${TOKEN_ENV}; none means no auth)")
+                   help=f"bearer token required on HTTP (prefer ${TOKEN_ENV} or --token-file: a command line is "
+                        "visible in ps); required for a non-loopback --host")
+    p.add_argument("--token-file", default=None, metavar="PATH", help="read the bearer token from this file")
+    p.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN",
+                   help="browser origin allowed to call the HTTP server (repeatable; scheme://host:* for any port); "
+                        "requests from any other origin are refused")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="HOST",
+                   help="Host header values accepted (repeatable; host:* for any port); default: any")
+    p.add_argument("--max-connections", type=int, default=64, help="HTTP connections at once (503 beyond)")
+    p.add_argument("--header-timeout", type=float, default=10.0,
+                   help="seconds a connection may take to send a request's headers before it is closed")
     p.add_argument("--allow-urls", action="store_true",
                    help="allow http(s) image URLs (public hosts only, size and time limited)")
     p.add_argument("--backend", default=None,
@@ -159,6 +174,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--send-max-pixels", type=int, default=1_605_632,
                    help="downscale every returned image to at most this many pixels")
     p.add_argument("--store-mb", type=int, default=512, help="memory budget of the image store (MiB)")
+    p.add_argument("--decode-budget-mp", type=float, default=150.0,
+                   help="megapixels decoded at once over all concurrent calls (about 3 MB each); calls wait beyond it")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
 
@@ -174,8 +191,12 @@ def service_from_args(args: argparse.Namespace) -> ImageService:
 
     limits = ImageLimits(max_pixels=args.max_pixels, max_bytes=int(args.max_mb * 1024 * 1024),
                          allow_urls=args.allow_urls)
-    config = AdapterConfig(roots=tuple(args.root), limits=limits, max_crops=args.max_crops,
-                           max_image_pixels=args.send_max_pixels, crop_set=args.crop_set, lowres=args.lowres)
+    dirs = [r.partition("=")[2] if "=" in r else r for r in args.root]
+    names = [r.partition("=")[0] if "=" in r else Path(d).expanduser().resolve().name for r, d in zip(args.root, dirs)]
+    config = AdapterConfig(roots=tuple(dirs), root_names=tuple(names), show_root_paths=args.show_root_paths,
+                           limits=limits, max_crops=args.max_crops,
+                           max_image_pixels=args.send_max_pixels, crop_set=args.crop_set, lowres=args.lowres,
+                           decode_budget_pixels=max(1, int(args.decode_budget_mp * 1_000_000)))
     backend = spec_with_options(args.backend, device=args.device, dtype=args.dtype, attn=args.attn)
     return ImageService(config, store=ImageStore(args.store_mb * 1024 * 1024, limits=limits), backend=backend)
 
@@ -200,18 +221,22 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("awares-mcp on stdio, roots: %s", ", ".join(map(str, service.roots)) or "none")
         server.run("stdio")
         return 0
-    token = args.token or os.environ.get(TOKEN_ENV) or None
-    if args.host not in _LOOPBACK and not token:
-        logger.warning("serving on %s without a bearer token: anyone who can reach it can read the roots",
-                       args.host)
-    import uvicorn
-
-    app = build_http_app(server, token=token, host=args.host, path=args.path)
+    try:
+        token = read_token(args.token, env=TOKEN_ENV, file=args.token_file)
+    except ValueError as e:
+        print(f"awares-mcp: error: {e}", file=sys.stderr)
+        return 2
+    if not is_loopback(args.host) and not token:
+        print(f"awares-mcp: error: refusing to serve on {args.host} without a bearer token: anyone who can reach it "
+              f"could read the roots. Set ${TOKEN_ENV} or --token-file (or bind to 127.0.0.1)", file=sys.stderr)
+        return 2
+    app = build_http_app(server, token=token, host=args.host, path=args.path,
+                         allowed_origins=tuple(args.allowed_origin), allowed_hosts=tuple(args.allowed_host))
     logger.info("awares-mcp on http://%s:%d%s (auth: %s), roots: %s", args.host, args.port, args.path,
                 "bearer token" if token else "none", ", ".join(map(str, service.roots)) or "none")
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower())
+    run_http(app, host=args.host, port=args.port, log_level=args.log_level.lower(),
+             max_connections=args.max_connections, header_timeout_s=args.header_timeout)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

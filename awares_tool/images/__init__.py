@@ -14,7 +14,7 @@ Modules, each importing only those above it:
 
 from awares_tool.images.convert import encode_image, to_base64, to_data_uri, to_rgb
 from awares_tool.images.limits import ImageLimits
-from awares_tool.images.open import ImageSource, load_image, open_image
+from awares_tool.images.open import ImageSource, load_image, open_file, open_image
 from awares_tool.images.source import SourceImage
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "ImageSource",
     "SourceImage",
     "open_image",
+    "open_file",
     "load_image",
     "to_rgb",
     "encode_image",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Union
 
 from PIL import Image
@@ -15,12 +16,20 @@ from PIL import Image
 from awares_tool.errors import ImageSourceError
 from awares_tool.images.limits import _DEFAULT_LIMITS, ImageLimits
 from awares_tool.images.source import SourceImage
-from awares_tool.images.sources import _from_array, _from_bytes, _from_path, _from_pil, _from_str, _is_array
+from awares_tool.images.sources import (
+    _from_array,
+    _from_bytes,
+    _from_path,
+    _from_pil,
+    _from_str,
+    _is_array,
+    read_image_file,
+)
 
 if TYPE_CHECKING:
     import numpy
 
-__all__ = ["ImageSource", "open_image", "load_image"]
+__all__ = ["ImageSource", "open_image", "open_file", "load_image"]
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, Image.Image, "numpy.ndarray", "SourceImage"]
 
@@ -66,3 +75,18 @@ def open_image(source: ImageSource, *, limits: ImageLimits | None = None) -> Sou
 def load_image(source: ImageSource, *, limits: ImageLimits | None = None) -> Image.Image:
     """Open and fully decode ``source``; shorthand for ``open_image(source, limits=limits).image``."""
     return open_image(source, limits=limits).image
+
+
+def open_file(path: str | os.PathLike[str], *, limits: ImageLimits | None = None, no_symlinks: bool = False,
+              check_opened: Callable[[Path], None] | None = None, label: str | None = None) -> SourceImage:
+    """Open an image file for a caller that vetted its path: the file is opened once and checked on the descriptor.
+
+    Servers use this after checking that a path lies under an allowed folder: ``no_symlinks`` refuses a symlink
+    as the last component, and ``check_opened`` sees the path the open descriptor really refers to, so a symlink
+    swapped in between the check and the read cannot redirect it (see :func:`awares_tool.images.sources.read_image_file`).
+    ``label`` names the file in error messages (default: the path), e.g. as the client gave it.
+    """
+    limits = limits or _DEFAULT_LIMITS
+    p = Path(os.fspath(path))
+    data = read_image_file(p, limits.max_bytes, no_symlinks=no_symlinks, check_opened=check_opened, label=label)
+    return _from_bytes(data, limits, label=label or str(p), path=p)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
+import os
 import hashlib
 import http.client
 import io
@@ -21,6 +23,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
@@ -119,24 +122,71 @@ def _from_bytes(data: bytes, limits: ImageLimits, *, label: str, path: Path | No
     )
 
 
-def _from_path(path: Path, limits: ImageLimits) -> SourceImage:
-    label = str(path)
+def read_image_file(path: Path, max_bytes: int, *, no_symlinks: bool = False,
+                    check_opened: Callable[[Path], None] | None = None, label: str | None = None) -> bytes:
+    """The bytes of the image file at ``path``, opened once and checked on the open descriptor.
+
+    What is checked is what is read: the descriptor is ``fstat``-ed (a regular file, not over ``max_bytes``), and
+    at most ``max_bytes + 1`` bytes are read, so a file that grows after the check is still refused. With
+    ``no_symlinks`` the last component must not be a symlink (``O_NOFOLLOW``), and ``check_opened`` receives the
+    path the descriptor really refers to (``/proc/self/fd`` on Linux), so a symlink swapped in after a path check
+    cannot redirect the read.
+
+    Raises:
+        ImageNotFoundError: No such file, or a directory.
+        ImageSourceError: Not a regular file, a symlink where none is allowed, or any other OS error (with reason).
+        ImageTooLargeError: Over ``max_bytes``.
+    """
+    label = label or str(path)
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)  # a FIFO must not block us
+    if no_symlinks:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
-        st = path.stat()
+        fd = os.open(path, flags)
     except (FileNotFoundError, NotADirectoryError) as e:
         raise ImageNotFoundError(f"image file not found: {_short(label, 300)}") from e
-    except (OSError, ValueError) as e:
-        raise ImageSourceError(f"cannot access image path {_short(label, 300)}: {e}") from e
-    if stat.S_ISDIR(st.st_mode):
-        raise ImageNotFoundError(f"{label} is a directory; pass the path of one image file")
-    if not stat.S_ISREG(st.st_mode):
-        raise ImageSourceError(f"{label} is not a regular file; pass the path of an image file")
-    _check_bytes(st.st_size, limits.max_bytes, label)
-    try:
-        data = path.read_bytes()
+    except IsADirectoryError as e:
+        raise ImageNotFoundError(f"{_short(label, 300)} is a directory; pass the path of one image file") from e
     except OSError as e:
-        raise ImageSourceError(f"cannot read image file {label}: {e}") from e
-    return _from_bytes(data, limits, label=label, path=path)
+        if no_symlinks and e.errno == errno.ELOOP:
+            raise ImageSourceError(f"{_short(label, 300)} is a symbolic link; links are not followed here") from e
+        raise ImageSourceError(f"cannot open image file {_short(label, 300)}: {e.strerror or e}") from e
+    except ValueError as e:  # a NUL byte in the name
+        raise ImageSourceError(f"cannot open image path {_short(label, 300)}: {e}") from e
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageNotFoundError(f"{label} is a directory; pass the path of one image file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageSourceError(f"{label} is not a regular file; pass the path of an image file")
+        if check_opened is not None:
+            check_opened(_opened_path(fd, path))
+        _check_bytes(st.st_size, max_bytes, label)
+        with os.fdopen(fd, "rb") as fh:
+            fd = -1  # the file object owns it now
+            data = fh.read(max_bytes + 1)
+    except AwaresError:
+        raise
+    except OSError as e:
+        raise ImageSourceError(f"cannot read image file {label}: {e.strerror or e}") from e
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    _check_bytes(len(data), max_bytes, label)  # it grew after fstat
+    return data
+
+
+def _opened_path(fd: int, fallback: Path) -> Path:
+    """The path an open descriptor refers to (Linux: /proc/self/fd); the resolved name elsewhere."""
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        return fallback.resolve()
+
+
+def _from_path(path: Path, limits: ImageLimits) -> SourceImage:
+    data = read_image_file(path, limits.max_bytes)
+    return _from_bytes(data, limits, label=str(path), path=path)
 
 
 def _from_pil(img: Image.Image, limits: ImageLimits, *, label: str) -> SourceImage:
