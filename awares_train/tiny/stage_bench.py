@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,7 +42,7 @@ from awares_train.tiny.evaluate import turn_exact
 from awares_train.tiny.tasks import Example
 
 __all__ = ["BenchStageConfig", "vqa_batch", "lm_step", "tf_exact", "eval_set", "bench_eval", "digit_curve",
-           "run_stage_bench", "PLAN"]
+           "run_stage_bench", "time_decay", "PLAN"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ class BenchStageConfig(BaseModel):
     lm_lr: float = 5e-4
     vision_lr: float = Field(1e-4, ge=0, description="0 freezes the vision tower.")
     warmup: int = 30
+    decay_share: float = Field(0.3, ge=0, le=1, description=(
+        "Last share of the time box over which the learning rates decay (cosine) to 0.1x; 0: constant."))
     plan: list[tuple[str, int]] = Field(default_factory=lambda: [tuple(p) for p in PLAN])  # type: ignore[misc]
     eval_every_min: float = 10.0
     eval_n: int = Field(200, ge=4, description="Held-out items per evaluation (half need a crop).")
@@ -136,6 +139,22 @@ def tf_exact(model: Any, enc: ConversationEncoder, examples: list[Example], bs: 
             out[i] = all(turns)
     model.train(was)
     return out
+
+
+def time_decay(elapsed: float, total: float, share: float, floor: float = 0.1) -> float:
+    """Learning-rate factor of a time-boxed stage: 1, then a cosine down to ``floor`` over the last ``share``.
+
+    The step count of a wall-clock box is unknown in advance, so the schedule runs on time (a resume with a
+    longer box moves the decay later).
+
+    >>> [round(time_decay(t, 100.0, 0.3), 2) for t in (0, 70, 85, 100)]
+    [1.0, 1.0, 0.55, 0.1]
+    """
+    start = total * (1 - share)
+    if share <= 0 or elapsed <= start:
+        return 1.0
+    p = min(1.0, (elapsed - start) / (total - start))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p))
 
 
 def _draw(cfg: BenchConfig, split: str, start: int, n: int) -> list[BenchViews]:
@@ -295,8 +314,9 @@ def run_stage_bench(model: Any, tok: Any, work: Path, cfg: BenchStageConfig, *, 
     data = _steps(cfg, step)
     while clock.elapsed < cfg.minutes * 60:
         s, kind, exs = next(data)
+        scale = time_decay(clock.elapsed, cfg.minutes * 60, cfg.decay_share)
         for g, base in zip(opt.param_groups, (cfg.lm_lr, cfg.vision_lr)):
-            g["lr"] = lr_at(step, base, cfg.warmup)
+            g["lr"] = lr_at(step, base, cfg.warmup) * scale
         if exs:
             losses.setdefault(kind, []).append(lm_step(model, enc, exs, opt))
         step += 1

@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data-seed", type=int, default=1, help="generator seed of the base's items (0: the benchmark)")
     ap.add_argument("--vision-lr", type=float, default=1e-4, help="0 freezes the vision tower")
     ap.add_argument("--lm-lr", type=float, default=5e-4)
+    ap.add_argument("--decay-share", type=float, default=0.3,
+                    help="last share of --minutes over which the learning rates decay to 0.1x (0: constant)")
     ap.add_argument("--plan", default=None,
                     help="batch kinds and sizes of one cycle, e.g. crop:24,low:24,where:24,full:8,old:24 "
                          "(default: stage_bench.PLAN)")
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
             ap.error(f"--plan must look like crop:24,low:24 (kind:size pairs), got {args.plan!r}: {e}")
     cfg = BenchStageConfig(minutes=args.minutes, data_seed=args.data_seed, lm_lr=args.lm_lr,
                            vision_lr=args.vision_lr, eval_every_min=args.eval_every_min, eval_n=args.eval_n,
-                           final_n=args.final_n, old_eval_n=args.old_eval_n, **plan)
+                           final_n=args.final_n, old_eval_n=args.old_eval_n, decay_share=args.decay_share, **plan)
     cap = bench_profile().max_pixels
 
     def export(record: dict[str, Any], training: dict[str, Any]) -> None:
