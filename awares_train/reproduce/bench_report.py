@@ -22,6 +22,8 @@ __all__ = ["write_bench_report", "load_cells", "check_bench_targets", "aggregate
 
 #: Cells of the benchmark shown in the tables (``run_bench``'s slices; kinds are in each run's report.md).
 CELLS = ("overall", "needs-crop", "lowres-ok", "two-crop", "above-cap", "below-cap")
+#: Cells of the per-seed tables: the slices and each item kind.
+SEED_CELLS = ("overall", "document", "chart", "scene", "needs-crop", "lowres-ok", "two-crop", "above-cap", "below-cap")
 #: Figures aggregated over seeds.
 FIGURES = ("accuracy", "mean_rtr", "no_crop_share", "decision_accuracy", "region_accuracy")
 
@@ -255,7 +257,8 @@ def _markdown(cfg: Any, seeds: list[int], per_seed: dict[int, Cells], aggregated
               f"{_pct(PAPER_NO_CROP['grpo'])} |", ""]
     for seed in seeds:
         cells = per_seed[seed]
-        shown = [s for (_, _, cell), s in cells.items() if cell in CELLS]
+        shown = sorted((s for (_, _, cell), s in cells.items() if cell in SEED_CELLS),
+                       key=lambda s: (SEED_CELLS.index(s.benchmark), s.label != "base"))
         if not shown:
             continue
         lines += [f"## Seed {seed}: every cell with 95% intervals", "", intervals_markdown(shown, oracle_rtr=oracle),
