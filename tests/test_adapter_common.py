@@ -347,3 +347,14 @@ def test_mcp_root_aliases_from_the_command_line(tmp_path: Path) -> None:
 
     args = _parser().parse_args(["--root", f"scans={tmp_path}", "--root", str(tmp_path)])
     assert service_from_args(args).root_names == ("scans", tmp_path.name)
+
+
+def test_mcp_url_flags_reach_the_fetcher_limits(capsys) -> None:
+    from awares_tool.adapters.mcp_server import _parser, main, service_from_args
+
+    args = _parser().parse_args(["--allow-urls", "--allow-url-network", "10.1.0.0/16", "--url-timeout", "3"])
+    limits = service_from_args(args).config.limits
+    assert limits.allow_urls and limits.url_timeout_s == 3.0
+    assert [str(n) for n in limits.url_allow_networks] == ["10.1.0.0/16"]
+    assert main(["--allow-urls", "--allow-url-network", "10.1.0.1/16"]) == 2  # host bits set: refused, one line
+    assert "url_allow_networks" in capsys.readouterr().err

@@ -192,6 +192,11 @@ def _parser() -> argparse.ArgumentParser:
                         "image tools, ask_image answers with the server's model (needs --backend)")
     p.add_argument("--allow-urls", action="store_true",
                    help="allow http(s) image URLs (public hosts only, size and time limited)")
+    p.add_argument("--allow-url-network", action="append", default=[], metavar="CIDR",
+                   help="with --allow-urls: a non-public network downloads may reach anyway, e.g. an internal "
+                        "image store 10.1.0.0/16 (repeatable; none by default)")
+    p.add_argument("--url-timeout", type=float, default=10.0,
+                   help="with --allow-urls: seconds one whole download may take, redirects included")
     p.add_argument("--backend", default=None,
                    help="backend spec for ask_image, e.g. transformers:PATH (default: the embedded model)")
     p.add_argument("--device", default=None, help="ask_image model: " + DEVICE_HELP)
@@ -221,7 +226,8 @@ def service_from_args(args: argparse.Namespace) -> ImageService:
     from awares_tool.images.store import ImageStore
 
     limits = ImageLimits(max_pixels=args.max_pixels, max_bytes=int(args.max_mb * 1024 * 1024),
-                         allow_urls=args.allow_urls)
+                         allow_urls=args.allow_urls, url_allow_networks=tuple(args.allow_url_network),
+                         url_timeout_s=args.url_timeout)
     dirs = [r.partition("=")[2] if "=" in r else r for r in args.root]
     names = [r.partition("=")[0] if "=" in r else Path(d).expanduser().resolve().name for r, d in zip(args.root, dirs)]
     config = AdapterConfig(roots=tuple(dirs), root_names=tuple(names), show_root_paths=args.show_root_paths,
