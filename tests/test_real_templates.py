@@ -16,6 +16,8 @@ pytest.importorskip("trl")
 
 from PIL import Image  # noqa: E402
 
+from hf_fixtures import spy_on_rollouts  # noqa: E402
+
 from awares_tool.backends.hf_processors import load_processor  # noqa: E402
 from awares_train.testing.tiny_vlms import checkpoint_vlm_path  # noqa: E402
 
@@ -88,15 +90,7 @@ def test_grpo_runs_on_the_real_template_and_crops_reach_the_next_turn(family, to
     card = json.loads((warm / "awares.json").read_text())
     assert card["request_format"] == "tool"
     assert card["chat_template"] == ("qwen-vl-tools" if family != "qwen3-vl" else None)
-    seen = []
-    orig = grpo_train.AwaresGRPOTrainer._generate_and_score_completions
-
-    def spy(self, inputs):
-        out = orig(self, inputs)
-        seen.append(dict(self.last_batch))
-        return out
-
-    monkeypatch.setattr(grpo_train.AwaresGRPOTrainer, "_generate_and_score_completions", spy)
+    seen = spy_on_rollouts(monkeypatch, lambda trainer: dict(trainer.last_batch))
     out = tmp_path / "grpo"
     grpo_train.run_grpo(load_config(AwaresGRPOConfig, "awares_train/configs/grpo_tiny.yaml", {
         "model_name_or_path": str(warm), "train_data": str(toy_data), "output_dir": str(out), "max_steps": 2,
