@@ -10,7 +10,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("trl")
 
 from awares_train.sft.config import AwaresSFTConfig  # noqa: E402
-from awares_train.sft.runio import load_config, parse_overrides  # noqa: E402
+from awares_train.sft.runio import load_config  # noqa: E402
 
 TINY = "awares_train/configs/sft_tiny.yaml"
 
@@ -23,10 +23,34 @@ def test_config_yaml_and_overrides(tmp_path):
         load_config(AwaresSFTConfig, TINY, ["lora_rr=4"])
     with pytest.raises(ValueError):
         load_config(AwaresSFTConfig, TINY, ["request_format=json"])
-    assert parse_overrides(["a=1", "b=[x, y]"]) == {"a": 1, "b": ["x", "y"]}
+    with pytest.raises(ValueError, match="invalid int value: 'four'"):  # an error, not argparse's exit
+        load_config(AwaresSFTConfig, TINY, ["lora_r=four"])
+    # typed by the field, not by YAML: "no" stays a string (YAML would read it as False)
+    typed = load_config(AwaresSFTConfig, TINY, ["save_strategy=no", "use_peft=false", "max_train_samples=null",
+                                                "label_names=a b", f"output_dir={tmp_path}"])
+    assert (typed.save_strategy.value, typed.use_peft, typed.max_train_samples, typed.label_names) == (
+        "no", False, None, ["a", "b"])
+    as_dict = load_config(AwaresSFTConfig, TINY, {"lora_r": 3, "lowres": {"kind": "scale", "factor": 0.5},
+                                                  "output_dir": str(tmp_path)})
+    assert as_dict.lora_r == 3 and as_dict.lowres == {"kind": "scale", "factor": 0.5} and as_dict.max_steps == 20
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lora_rr: 4\nuse_cpu: true\n")
+    with pytest.raises(ValueError, match="lora_rr.*lora_r"):
+        load_config(AwaresSFTConfig, bad)
     seven = load_config(AwaresSFTConfig, "awares_train/configs/sft_7b.yaml", [f"output_dir={tmp_path}", "bf16=false"])
     assert (seven.lora_r, seven.learning_rate, seven.lr_scheduler_type.value, seven.num_train_epochs,
             seven.tool_turn_weight) == (8, 1e-4, "cosine", 2, 5.0)
+
+
+def test_cli_set_errors_name_the_field():
+    from typer.testing import CliRunner
+
+    from awares_train.cli import app
+
+    res = CliRunner().invoke(app, ["sft", "--config", TINY, "--set", "lora_rr=4"])
+    assert res.exit_code == 2 and "lora_r" in res.output
+    res = CliRunner().invoke(app, ["sft", "--config", TINY, "--set", "max_steps=many"])
+    assert res.exit_code == 2 and "invalid int value: 'many'" in res.output
 
 
 def test_lora_targets_and_freezing():

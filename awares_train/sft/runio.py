@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-__all__ = ["load_config", "parse_overrides", "save_resolved_config", "make_metrics_callback", "write_model_card",
+__all__ = ["load_config", "save_resolved_config", "make_metrics_callback", "write_model_card",
            "infer_family"]
 
 log = logging.getLogger(__name__)
@@ -36,53 +36,70 @@ def infer_family(model_type: str | None) -> str | None:
     return _MODEL_TYPE_FAMILY.get(model_type or "")
 
 
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``["learning_rate=1e-4", "lora_r=16"]`` -> ``{"learning_rate": 0.0001, "lora_r": 16}``.
-
-    Values are read as YAML, so numbers, booleans, ``null`` and ``[a, b]`` lists get their types.
-
-    >>> parse_overrides(["max_steps=3", "use_peft=false", "report_to=[none]"])
-    {'max_steps': 3, 'use_peft': False, 'report_to': ['none']}
-    """
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"override {item!r} must look like key=value, e.g. learning_rate=1e-4")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
-    return out
-
-
 def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequence[str] | dict[str, Any] = ()) -> C:
-    """Build a config dataclass from a YAML file plus ``key=value`` overrides (overrides win).
+    """Build a config dataclass from a YAML file plus overrides (overrides win), with TRL's parser.
+
+    ``trl.TrlParser`` reads the YAML (``--config``, including its ``env:`` block) and types every value by
+    its dataclass field the way ``HfArgumentParser`` does: ``save_strategy=no`` is the string ``"no"``,
+    ``use_peft=false`` a bool, ``max_crops=null`` is ``None`` for a non-string optional field, and a list
+    field takes space-separated items (``reward_weights=1 0.5``).
 
     Args:
         cls: The config class (a TRL config subclass such as ``AwaresSFTConfig``).
         path: YAML file with a mapping of field names to values; ``None`` for defaults only.
-        overrides: ``key=value`` strings (as the CLI's ``--set``) or a dict.
+        overrides: ``key=value`` strings (as the CLI's ``--set``, parsed as ``--key=value``) or a dict of
+            values, applied like values of the YAML file.
 
     Raises:
-        ValueError: The file is not a mapping, or a key is not a field of ``cls`` (the message lists
-            close field names).
+        ValueError: The file cannot be read or is not a mapping, a key is not a field of ``cls`` (the
+            message lists close field names), or a value does not parse as its field's type.
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as e:
-            raise ValueError(f"cannot read config {str(path)!r}: {e}") from e
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ValueError(f"config {str(path)!r} must be a YAML mapping of field: value, got {type(loaded).__name__}")
-        data.update(loaded or {})
-    data.update(overrides if isinstance(overrides, dict) else parse_overrides(overrides))
+    from trl import TrlParser
+
+    typed = dict(overrides) if isinstance(overrides, dict) else {}
+    pairs = [] if isinstance(overrides, dict) else [_split_override(item) for item in overrides]
     names = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - names)
+    _check_keys(cls, names, [*typed, *(key for key, _ in pairs)])
+
+    class _Parser(TrlParser):
+        def error(self, message: str) -> None:  # type: ignore[override]  # argparse would print and exit
+            raise ValueError(f"{cls.__name__}: {message}")
+
+        def set_defaults_with_config(self, **config: Any) -> list[str]:
+            return super().set_defaults_with_config(**{**config, **typed})  # a dict of overrides beats the file
+
+    parser = _Parser(cls)
+    argv = ["--config", str(path)] if path is not None else []
+    if path is None:
+        parser.set_defaults_with_config()  # the dict of overrides, with no file to carry it
+    for key, value in pairs:
+        if parser._option_string_actions[f"--{key}"].nargs == "+":  # a list field
+            argv += [f"--{key}", *value.split()]
+        else:
+            argv.append(f"--{key}={value}")  # "=" keeps a value that starts with "-" a value
+    try:
+        cfg, from_file, _ = parser.parse_args_and_config(argv, return_remaining_strings=True,
+                                                         separate_remaining_strings=True)
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"cannot read config {str(path)!r}: {e}") from e
+    _check_keys(cls, names, [arg[2:] for arg in from_file[::2]])  # TrlParser returns ["--key", "value", ...]
+    return cfg
+
+
+def _split_override(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"override {item!r} must look like key=value, e.g. learning_rate=1e-4")
+    return key.strip(), value
+
+
+def _check_keys(cls: type, names: set[str], keys: Sequence[str] | dict[str, Any]) -> None:
+    unknown = sorted(set(keys) - names)
     if unknown:
         import difflib
 
         hints = {k: difflib.get_close_matches(k, names, n=2) for k in unknown}
         raise ValueError(f"unknown config keys for {cls.__name__}: {hints} (key -> close field names)")
-    return cls(**data)
 
 
 def save_resolved_config(cfg: Any, out_dir: str | Path) -> Path:
