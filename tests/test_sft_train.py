@@ -26,13 +26,13 @@ def test_config_yaml_and_overrides(tmp_path):
     with pytest.raises(ValueError, match="invalid int value: 'four'"):  # an error, not argparse's exit
         load_config(AwaresSFTConfig, TINY, ["lora_r=four"])
     # typed by the field, not by YAML: "no" stays a string (YAML would read it as False)
-    typed = load_config(AwaresSFTConfig, TINY, ["save_strategy=no", "use_peft=false", "max_train_samples=null",
-                                                "label_names=a b", f"output_dir={tmp_path}"])
+    typed = load_config(AwaresSFTConfig, TINY, [
+        "save_strategy=no", "use_peft=false", "max_train_samples=null", "label_names=a b", f"output_dir={tmp_path}"])
     assert (typed.save_strategy.value, typed.use_peft, typed.max_train_samples, typed.label_names) == (
         "no", False, None, ["a", "b"])
     as_dict = load_config(AwaresSFTConfig, TINY, {"lora_r": 3, "lowres": {"kind": "scale", "factor": 0.5},
                                                   "output_dir": str(tmp_path)})
-    assert as_dict.lora_r == 3 and as_dict.lowres == {"kind": "scale", "factor": 0.5} and as_dict.max_steps == 20
+    assert (as_dict.lora_r, as_dict.lowres, as_dict.max_steps) == (3, {"kind": "scale", "factor": 0.5}, 20)
     bad = tmp_path / "bad.yaml"
     bad.write_text("lora_rr: 4\nuse_cpu: true\n")
     with pytest.raises(ValueError, match="lora_rr.*lora_r"):
@@ -97,6 +97,9 @@ def test_sft_lowers_heldout_loss_and_writes_run_files(tmp_path):
     assert (out / "config.yaml").exists() and (out / "README.md").exists()
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("loss" in r for r in rows) and any("eval_loss" in r for r in rows)
+    # the held-out loss before training (logged in the state train() replaces) stays first
+    assert rows[0]["step"] == 0 and rows[0]["eval_loss"] == card["metrics"]["eval_loss_before"]
+    assert rows[-1]["eval_loss"] == card["metrics"]["eval_loss_after"]
     assert (out / "adapter_model.safetensors").exists()
     merged = AutoModelForImageTextToText.from_pretrained(out / "merged")
     assert not any("lora" in n for n, _ in merged.named_parameters())
@@ -125,3 +128,7 @@ def test_sft_resumes_from_a_checkpoint_exactly(tmp_path):
     assert sorted(straight) == [1, 2, 3, 4, 5, 6]
     for step in (4, 5, 6):
         assert resumed[step] == pytest.approx(straight[step], rel=1e-4), step
+    # metrics.jsonl is the trainer's log history: what the last checkpoint holds, then the end-of-run summary
+    history = json.loads((tmp_path / "b" / "checkpoint-6" / "trainer_state.json").read_text())["log_history"]
+    rows = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[:-1] == history and [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6, 6] and "train_loss" in rows[-1]

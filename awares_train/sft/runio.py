@@ -1,7 +1,7 @@
 """What every training run reads and writes: YAML configs with CLI overrides, metrics JSONL, model cards.
 
 Shared by SFT and GRPO (GRPO imports it from here) so both stages leave the same files behind:
-``config.yaml`` (the fully resolved config), ``metrics.jsonl`` (one line per logging step),
+``config.yaml`` (the fully resolved config), ``metrics.jsonl`` (the trainer's log history, one line per log),
 ``README.md`` (a human model card) and ``awares.json`` (the :class:`~awares_tool.backends.base.ModelCard`
 the inference loop reads to prompt the model the way it was trained).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import time
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -66,7 +66,8 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequenc
             raise ValueError(f"{cls.__name__}: {message}")
 
         def set_defaults_with_config(self, **config: Any) -> list[str]:
-            return super().set_defaults_with_config(**{**config, **typed})  # a dict of overrides beats the file
+            # a dict of overrides is applied like the file's values, after them
+            return super().set_defaults_with_config(**{**config, **typed})
 
     parser = _Parser(cls)
     argv = ["--config", str(path)] if path is not None else []
@@ -120,23 +121,37 @@ def _trainer_callback_base() -> type:
 
 
 def make_metrics_callback(path: str | Path) -> Any:
-    """A ``TrainerCallback`` that appends every log (loss, rewards, tool metrics...) to a JSONL file.
+    """A ``TrainerCallback`` that keeps a JSONL file equal to the trainer's ``state.log_history``.
 
-    Only the main process writes. Each line is ``{"step": int, "time": float, **logs}``.
+    One line per log (loss, rewards, tool metrics...), each with its ``"step"``, as the Trainer records
+    them. The file is rewritten (atomically) at every log, so a run that crashes keeps its metrics. Logs
+    made before ``train()`` (the held-out loss of the starting model) sit in a state that ``train()``
+    replaces; they stay in front. Only the main process writes.
     """
     base = _trainer_callback_base()
     target = Path(path)
 
-    class _Jsonl(base):  # type: ignore[misc, valid-type]
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
-            if not logs or not state.is_world_process_zero:
+    class _LogHistory(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            self.state: Any = None
+            self.earlier: list[dict[str, Any]] = []
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.state is not None and self.state is not state:
+                self.earlier += self.state.log_history
+            self.state = state
+
+        def on_log(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.state = state
+            if not state.is_world_process_zero:
                 return
             target.parent.mkdir(parents=True, exist_ok=True)
-            row = {"step": state.global_step, "time": time.time(), **logs}
-            with target.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(row, default=float) + "\n")
+            tmp = target.with_name(target.name + ".tmp")
+            rows = [*self.earlier, *state.log_history]
+            tmp.write_text("".join(json.dumps(row, default=float) + "\n" for row in rows), encoding="utf-8")
+            os.replace(tmp, target)
 
-    return _Jsonl()
+    return _LogHistory()
 
 
 def write_model_card(out_dir: str | Path, card: Any, *, title: str, details: dict[str, Any]) -> Path:
