@@ -132,3 +132,5 @@ def test_sft_resumes_from_a_checkpoint_exactly(tmp_path):
     history = json.loads((tmp_path / "b" / "checkpoint-6" / "trainer_state.json").read_text())["log_history"]
     rows = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert rows[:-1] == history and [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6, 6] and "train_loss" in rows[-1]
+    # the weighted loss runs through TRL's compute_loss, so TRL's own metrics are logged with it
+    assert all({"entropy", "num_tokens", "mean_token_accuracy"} <= set(r) for r in rows[:-1])
