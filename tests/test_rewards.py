@@ -69,7 +69,7 @@ def _embedder():
 
 @pytest.mark.slow
 def test_embedder_scores_match_the_reference_pooling():
-    # Measured with the hand-written BERT + mean pooling + L2 norm this module used before sentence-transformers.
+    # Measured with the hand-written BERT + mean pooling + L2 norm used before sentence-transformers.
     emb = _embedder()
     assert emb.similarity("48218", ["48213"]) == pytest.approx(0.966619, abs=1e-5)
     assert emb.similarity("the total is 37.50", ["37.5"]) == pytest.approx(0.674670, abs=1e-5)

@@ -61,7 +61,7 @@ class WeightedSFTTrainer(SFTTrainer):
         if weights is not None:
             reason = self._why_weights_cannot_apply(inputs)
             if reason:
-                raise ValueError(f"per-token loss weights (tool_turn_weight, region_token_weight) cannot apply: "
+                raise ValueError(f"loss weights (tool_turn_weight, region_token_weight) cannot apply: "
                                  f"{reason}")
             model = _WeightedLogProbs(model, weights)
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -73,8 +73,8 @@ class WeightedSFTTrainer(SFTTrainer):
         if self.label_smoother is not None:
             return "label smoothing (label_smoothing_factor > 0) computes the loss from the full logits"
         if self.args.loss_type != "nll":
-            return f"loss_type={self.args.loss_type!r} derives its own token weights from the log-probabilities"
+            return f"loss_type={self.args.loss_type!r} derives token weights from the log-probabilities"
         pc = getattr(self.accelerator, "parallelism_config", None)
         if "shift_labels" in inputs or (pc is not None and (pc.sp_enabled or pc.cp_enabled)):
-            return "sequence/context parallelism splits each sequence across ranks, and the weights are not split"
+            return "sequence/context parallelism splits each sequence across ranks, not the weights"
         return None
