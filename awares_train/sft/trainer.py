@@ -15,19 +15,7 @@ from typing import Any
 import torch
 from trl import SFTTrainer
 
-__all__ = ["WeightedSFTTrainer", "weighted_token_loss"]
-
-
-def weighted_token_loss(log_probs: torch.Tensor, weights: torch.Tensor, num_tokens: Any) -> torch.Tensor:
-    """``-sum(w * log p) / num_tokens``: a token-mean NLL in which each token counts ``w`` times.
-
-    What TRL's loss computes on the weighted log-probabilities (tests compare the two).
-
-    >>> lp = torch.log(torch.tensor([[0.5, 0.25, 1.0]]))
-    >>> round(weighted_token_loss(lp, torch.tensor([[1.0, 2.0, 0.0]]), 2).item(), 4)
-    1.7329
-    """
-    return -(log_probs * weights.to(log_probs.dtype)).sum() / torch.as_tensor(num_tokens).clamp(min=1)
+__all__ = ["WeightedSFTTrainer"]
 
 
 class _WeightedLogProbs:
@@ -75,6 +63,6 @@ class WeightedSFTTrainer(SFTTrainer):
         if self.args.loss_type != "nll":
             return f"loss_type={self.args.loss_type!r} derives token weights from the log-probabilities"
         pc = getattr(self.accelerator, "parallelism_config", None)
-        if "shift_labels" in inputs or (pc is not None and (pc.sp_enabled or pc.cp_enabled)):
+        if "shift_labels" in inputs or getattr(pc, "sp_enabled", False) or getattr(pc, "cp_enabled", False):
             return "sequence/context parallelism splits each sequence across ranks, not the weights"
         return None
