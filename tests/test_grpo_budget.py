@@ -34,7 +34,7 @@ def _config(overrides):
     from awares_train.grpo.config import AwaresGRPOConfig
     from awares_train.sft.runio import load_config
 
-    cpu = ["use_cpu=true", "bf16=false", "gradient_checkpointing=false", "report_to=none", 'save_strategy="no"',
+    cpu = ["use_cpu=true", "bf16=false", "gradient_checkpointing=false", "report_to=none", "save_strategy=no",
            "output_dir=unused", "use_peft=false"]
     return load_config(AwaresGRPOConfig, "awares_train/configs/grpo_7b.yaml", cpu + overrides)
 
