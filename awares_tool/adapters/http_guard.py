@@ -41,9 +41,10 @@ def read_token(value: str | None, *, env: str, file: str | os.PathLike[str] | No
     """
     if file is not None:
         try:
-            token = Path(file).read_text(encoding="utf-8").strip().splitlines()[0].strip()
-        except (OSError, IndexError) as e:
-            raise ValueError(f"cannot read a token from {str(file)!r}: {e or 'the file is empty'}") from e
+            lines = Path(file).read_text(encoding="utf-8").strip().splitlines()
+        except OSError as e:
+            raise ValueError(f"cannot read a token from {str(file)!r}: {e}") from e
+        token = lines[0].strip() if lines else ""
         if not token:
             raise ValueError(f"the token file {str(file)!r} is empty")
         return token

@@ -7,8 +7,6 @@ OpenAI's chunk format; while the loop runs they carry an SSE comment every ``kee
 failure after the stream began arrives as one ``data: {"error": ...}`` event (what OpenAI's SDKs raise from).
 """
 
-from __future__ import annotations
-
 import asyncio
 import json
 import time
@@ -35,6 +33,7 @@ from awares_tool.serve.schema import (
 __all__ = ["GatewayApp", "build_app"]
 
 OPEN_PATHS = ("/healthz",)
+_DISCONNECT_POLL_S = 0.5  # how often a queued request checks that its client is still there
 
 
 class GatewayApp:
@@ -65,6 +64,8 @@ def build_app(config: GatewayConfig, backend: Any = None) -> GatewayApp:
 
 
 def _routes(gw: Gateway) -> Any:
+    # (no `from __future__ import annotations` in this module: FastAPI reads the handlers' annotations, and
+    # these names exist only in this function)
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -112,7 +113,7 @@ def _routes(gw: Gateway) -> Any:
         return ModelInfo(id=model_id)
 
     @api.post("/v1/chat/completions", response_model=None)
-    async def chat_completions(body: ChatCompletionRequest) -> Any:
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         t0 = time.perf_counter()
         question = gw.question(body)
         image = await gw.open(question)
@@ -126,7 +127,12 @@ def _routes(gw: Gateway) -> Any:
             return StreamingResponse(_events(gw, question, job, t0, include_usage), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         try:
-            result = await asyncio.shield(job.task)
+            while not job.task.done():
+                await asyncio.wait({job.task}, timeout=_DISCONNECT_POLL_S)
+                if not job.started and not job.task.done() and await request.is_disconnected():
+                    gw.admission.abandon(job)  # its client left while it waited: free the queue place
+                    return Response(status_code=499)  # nginx's "client closed request", for the metrics
+            result = job.task.result()
         except asyncio.CancelledError:
             gw.admission.abandon(job)
             raise
