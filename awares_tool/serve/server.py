@@ -31,10 +31,10 @@ def run_gateway(app: GatewayApp, *, host: str, port: int, log_level: str = "info
 
 
 class GatewayServer:
-    """``app`` served by uvicorn in a daemon thread on ``host``; ``port=0`` (the default) picks a free port.
+    """``app`` served by uvicorn in a daemon thread on ``host``; ``port=0`` (the default) picks a free port::
 
-    >>> with GatewayServer(build_app(GatewayConfig())) as srv:   # doctest: +SKIP
-    ...     OpenAI(base_url=srv.url + "/v1", api_key="unused")
+        with GatewayServer(build_app(GatewayConfig())) as srv:
+            client = OpenAI(base_url=srv.url + "/v1", api_key="unused")
     """
 
     def __init__(self, app: GatewayApp, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
