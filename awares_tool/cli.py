@@ -372,6 +372,8 @@ def serve(
     mode: str = typer.Option("awares", "--mode", help="Default loop mode: awares, lowres, fullres, all_crops, "
                              "full_on_request (a request may pick awares, lowres or fullres)."),
     max_tokens: int = typer.Option(128, "--max-tokens", help="Tokens per model call when a request sets none."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds allowed per model call, for backends "
+                                            "that can stop one (llamacpp:, openai:); beyond it: 504."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Crop loops in flight at once; default 16 "
                                               "for openai: upstreams (they batch), 1 for local models."),
     queue: int = typer.Option(64, "--queue", help="Requests waiting for a slot; beyond it: 429 with Retry-After."),
@@ -406,7 +408,11 @@ def serve(
 
         upstream = (backend or "").startswith("openai:")
         slots = concurrency if concurrency is not None else (16 if upstream else 1)
-        crop = CropOptions(mode=mode, max_new_tokens=max_tokens)  # type: ignore[arg-type]  # a bad mode: ValueError
+        from .backends.base import GenerationSettings
+
+        generation = GenerationSettings(max_new_tokens=max_tokens, timeout_s=timeout) if timeout else None
+        crop = CropOptions(mode=mode, max_new_tokens=max_tokens,  # type: ignore[arg-type]  # a bad mode: ValueError
+                           generation=generation)
         config = GatewayConfig(model_name=model_name, token=secret, concurrency=slots, queue=queue,
                                max_body_bytes=int(max_body_mb * 2**20), image_limits=ImageLimits(allow_urls=allow_urls),
                                crop=crop, allowed_origins=tuple(allowed_origin or ()))

@@ -33,6 +33,7 @@ import httpx  # noqa: E402
 
 from awares_tool.backends.base import GenerationSettings  # noqa: E402
 from awares_tool.backends.scripted import ScriptedBackend  # noqa: E402
+from awares_tool.episode import CropOptions  # noqa: E402
 from awares_tool.errors import BackendTimeoutError, BackendUnavailableError  # noqa: E402
 from awares_tool.images import ImageLimits  # noqa: E402
 from awares_tool.serve import GatewayConfig  # noqa: E402
@@ -153,15 +154,19 @@ def test_answer_usage_and_report_add_up():
 
 def test_request_settings_reach_every_model_call():
     be = Recording(crop_then("blue"))
-    with gateway(be, max_tokens_limit=64) as srv:
+    loop_defaults = CropOptions(generation=GenerationSettings(max_new_tokens=20, timeout_s=7.5))
+    with gateway(be, max_tokens_limit=64, crop=loop_defaults) as srv:
         c = client(srv)
         c.chat.completions.create(model="m", messages=[user("Q?", data_uri(picture()))], max_tokens=33,
                                   temperature=0.7, top_p=0.9, seed=5, logprobs=False, store=False, user="u1",
                                   metadata={"k": "v"}, tools=[{"type": "function", "function": {"name": "f"}}],
                                   tool_choice="auto")
-        assert [(s.max_new_tokens, s.temperature, s.top_p, s.seed) for s in be.settings] == [(33, 0.7, 0.9, 5)] * 2
+        assert [(s.max_new_tokens, s.temperature, s.top_p, s.seed, s.timeout_s) for s in be.settings] == [
+            (33, 0.7, 0.9, 5, 7.5)] * 2  # the gateway's time limit (--timeout) stays
         c.chat.completions.create(model="m", messages=[user("Q?", data_uri(picture()))], max_completion_tokens=7)
         assert be.settings[-1].max_new_tokens == 7 and be.settings[-1].temperature == 0.0  # unset: greedy
+        c.chat.completions.create(model="m", messages=[user("Q?", data_uri(picture()))])
+        assert be.settings[-1].max_new_tokens == 20  # unset: the gateway's default (--max-tokens)
         with pytest.raises(openai.BadRequestError) as e:
             c.chat.completions.create(model="m", messages=[user("Q?", data_uri(picture()))], max_tokens=65)
         assert e.value.body["param"] == "max_tokens" and "64" in e.value.body["message"]
@@ -303,7 +308,8 @@ def test_images_other_than_data_uris_are_refused_unless_urls_are_allowed(tmp_pat
     assert be.calls == []
     with gateway(be, image_limits=ImageLimits(allow_urls=True)) as srv:  # allowed, but the download fails
         with pytest.raises(openai.BadRequestError) as e:
-            client(srv).chat.completions.create(model="m", messages=[user("Q?", f"http://127.0.0.1:{free_port()}/a.png")])
+            url = f"http://127.0.0.1:{free_port()}/a.png"
+            client(srv).chat.completions.create(model="m", messages=[user("Q?", url)])
     assert e.value.body["code"] == "image_source" and be.calls == []
 
 
@@ -332,7 +338,8 @@ def test_token_guard():
         with pytest.raises(openai.AuthenticationError):
             client(srv, token="nope").chat.completions.create(model="m", messages=[user("Q?", data_uri(picture()))])
         r = httpx.post(srv.url + "/v1/chat/completions", json={"model": "m", "messages": [user("Q?")]})
-        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer" and "token" in r.json()["error"]["message"]
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert "token" in r.json()["error"]["message"]
         assert httpx.get(srv.url + "/v1/models").status_code == 401
         assert httpx.get(srv.url + "/metrics").status_code == 401
         health = httpx.get(srv.url + "/healthz")  # open: load balancers probe it without the secret
@@ -565,8 +572,9 @@ def test_llama_cpp_server_upstream_behind_awares_serve(tmp_path):
                 "--clip_model_path", str(GGUF / "mmproj.gguf"), "--chat_format", "mtmd", "--n_ctx", "4096",
                 "--host", "127.0.0.1", "--port", str(up), "--model_alias", "tiny-awares", "--n_threads", "2"]
     (tmp_path / "token").write_text(TOKEN + "\n")
-    serve = [sys.executable, "-m", "awares_tool.cli", "serve", "--backend", f"openai:http://127.0.0.1:{up}/v1#tiny-awares",
-             "--card", str(GGUF / "awares.json"), "--port", str(gw), "--token-file", str(tmp_path / "token"),
+    serve = [sys.executable, "-m", "awares_tool.cli", "serve",
+             "--backend", f"openai:http://127.0.0.1:{up}/v1#tiny-awares", "--card", str(GGUF / "awares.json"),
+             "--port", str(gw), "--token-file", str(tmp_path / "token"),
              "--model-name", "tiny-awares", "--log-level", "warning"]
     with process(upstream, f"http://127.0.0.1:{up}/v1/models", "llama_cpp.server"), \
             process(serve, f"http://127.0.0.1:{gw}/healthz", "awares serve"):

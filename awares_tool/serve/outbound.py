@@ -94,7 +94,8 @@ def completion(result: CropResult, question: Question, *, model: str, queue_s: f
                loop_s: float) -> ChatCompletion:
     """The non-streamed response."""
     content, finish = answer_of(result, question)
-    return ChatCompletion(model=model, choices=[Choice(message=AssistantMessage(content=content), finish_reason=finish)],
+    return ChatCompletion(model=model,
+                          choices=[Choice(message=AssistantMessage(content=content), finish_reason=finish)],
                           usage=usage_of(result), awares=report_of(result, queue_s=queue_s, loop_s=loop_s))
 
 

@@ -202,7 +202,8 @@ class AwaresReport(BaseModel):
     answered: bool = Field(description="False when the model gave no final answer (it kept asking for crops).")
     forced_answer: bool = Field(description="The model was told once to answer after its last crop round.")
     mode: str
-    regions: list[str] = Field(description="Every region fetched, over all rounds ([]: answered from the low-res view).")
+    regions: list[str] = Field(description="Every region fetched, over all rounds ([]: answered from the low-res "
+                                           "view).")
     rounds: list[RoundReport]
     rtr: float | None = Field(None, description="Retained token ratio: visual tokens spent / full (capped) view.")
     rtr_native: float | None = Field(None, description="Visual tokens spent / full image at native resolution.")
