@@ -565,8 +565,10 @@ def process(cmd: list[str], ready_url: str, what: str, env: dict[str, str] | Non
 @pytest.mark.slow
 @pytest.mark.skipif(not (GGUF / "model.gguf").is_file(), reason="the GGUF export of the default model is absent")
 def test_llama_cpp_server_upstream_behind_awares_serve(tmp_path):
-    pytest.importorskip("llama_cpp")
-    pytest.importorskip("llama_cpp.server")
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("sse_starlette") is None:
+        pytest.skip("llama-cpp-python's server is not installed (the llamacpp-server extra)")
     up, gw = free_port(), free_port()
     upstream = [sys.executable, "-m", "llama_cpp.server", "--model", str(GGUF / "model.gguf"),
                 "--clip_model_path", str(GGUF / "mmproj.gguf"), "--chat_format", "mtmd", "--n_ctx", "4096",
