@@ -28,60 +28,23 @@ import argparse
 import base64
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from awares_train.testing.servers import free_port, llama_server_cmd, running_server  # noqa: E402
+
 TOKEN = "bench-token"
 GGUF = REPO / "awares_tool" / "models" / "tiny-awares-gguf"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def _child(cmd: list[str], ready: str, what: str) -> Iterator[subprocess.Popen]:
-    import httpx
-
-    log = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True)
-    try:
-        deadline = time.time() + 180
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                raise SystemExit(f"{what} exited:\n{log.read()[-3000:]}")
-            try:
-                if httpx.get(ready, timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.time() > deadline:
-                raise SystemExit(f"{what} did not start within 180 s")
-            time.sleep(0.25)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -173,17 +136,15 @@ def main() -> None:
     with ExitStack() as stack:
         backend, card = args.backend, args.card
         if args.upstream_gguf:
-            up = _free_port()
-            stack.enter_context(_child(
-                [sys.executable, "-m", "llama_cpp.server", "--model", str(GGUF / "model.gguf"), "--clip_model_path",
-                 str(GGUF / "mmproj.gguf"), "--chat_format", "mtmd", "--n_ctx", "4096", "--host", "127.0.0.1",
-                 "--port", str(up), "--model_alias", "tiny-awares", "--n_threads", "2"],
-                f"http://127.0.0.1:{up}/v1/models", "llama_cpp.server"))
+            up = free_port()
+            stack.enter_context(running_server(
+                llama_server_cmd(GGUF / "model.gguf", GGUF / "mmproj.gguf", up, alias="tiny-awares", threads=2),
+                f"http://127.0.0.1:{up}/v1/models", "llama_cpp.server", timeout_s=180))
             backend, card = f"openai:http://127.0.0.1:{up}/v1#tiny-awares", card or str(GGUF / "awares.json")
         upstream = (backend or "").startswith("openai:")
         concurrency = args.concurrency or (16 if upstream else 1)
 
-        port = _free_port()
+        port = free_port()
         token_file = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "token"
         token_file.write_text(TOKEN)
         cmd = [sys.executable, "-m", "awares_tool.cli", "serve", "--port", str(port), "--token-file", str(token_file),
@@ -191,7 +152,7 @@ def main() -> None:
         cmd += ["--backend", backend] if backend else []
         cmd += ["--card", card] if card else []
         print(f"starting awares serve ({backend or 'embedded model'}, {concurrency} loop(s) in flight) ...", flush=True)
-        stack.enter_context(_child(cmd, f"http://127.0.0.1:{port}/healthz", "awares serve"))
+        stack.enter_context(running_server(cmd, f"http://127.0.0.1:{port}/healthz", "awares serve", timeout_s=180))
 
         options: dict[str, Any] = {"concurrency": concurrency} if upstream else {}
         if card is not None and upstream:

@@ -13,8 +13,6 @@ import base64
 import io
 import json
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -39,6 +37,7 @@ from awares_tool.images import ImageLimits  # noqa: E402
 from awares_tool.serve import GatewayConfig  # noqa: E402
 from awares_tool.serve.app import GatewayApp, build_app  # noqa: E402
 from awares_tool.serve.server import GatewayServer  # noqa: E402
+from awares_train.testing.servers import free_port, llama_server_cmd, running_server  # noqa: E402
 
 TOKEN = "test-token"
 REPO = Path(__file__).resolve().parents[1]
@@ -529,39 +528,6 @@ def test_langchain_chat_openai(embedded):
 
 
 # -- a real upstream: llama.cpp's OpenAI server behind `awares serve` -------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def process(cmd: list[str], ready_url: str, what: str, env: dict[str, str] | None = None) -> Iterator[None]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
-    try:
-        deadline = time.time() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"{what} exited: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
-            try:
-                if httpx.get(ready_url, timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.time() > deadline:
-                pytest.fail(f"{what} did not answer within 120 s")
-            time.sleep(0.2)
-        yield
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not (GGUF / "model.gguf").is_file(), reason="the GGUF export of the default model is absent")
 def test_llama_cpp_server_upstream_behind_awares_serve(tmp_path):
@@ -570,16 +536,14 @@ def test_llama_cpp_server_upstream_behind_awares_serve(tmp_path):
     if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("sse_starlette") is None:
         pytest.skip("llama-cpp-python's server is not installed (the llamacpp-server extra)")
     up, gw = free_port(), free_port()
-    upstream = [sys.executable, "-m", "llama_cpp.server", "--model", str(GGUF / "model.gguf"),
-                "--clip_model_path", str(GGUF / "mmproj.gguf"), "--chat_format", "mtmd", "--n_ctx", "4096",
-                "--host", "127.0.0.1", "--port", str(up), "--model_alias", "tiny-awares", "--n_threads", "2"]
+    upstream = llama_server_cmd(GGUF / "model.gguf", GGUF / "mmproj.gguf", up, alias="tiny-awares", threads=2)
     (tmp_path / "token").write_text(TOKEN + "\n")
     serve = [sys.executable, "-m", "awares_tool.cli", "serve",
              "--backend", f"openai:http://127.0.0.1:{up}/v1#tiny-awares", "--card", str(GGUF / "awares.json"),
              "--port", str(gw), "--token-file", str(tmp_path / "token"),
              "--model-name", "tiny-awares", "--log-level", "warning"]
-    with process(upstream, f"http://127.0.0.1:{up}/v1/models", "llama_cpp.server"), \
-            process(serve, f"http://127.0.0.1:{gw}/healthz", "awares serve"):
+    with running_server(upstream, f"http://127.0.0.1:{up}/v1/models", "llama_cpp.server"), \
+            running_server(serve, f"http://127.0.0.1:{gw}/healthz", "awares serve"):
         health = httpx.get(f"http://127.0.0.1:{gw}/healthz").json()
         assert health["backend"] == f"openai:http://127.0.0.1:{up}/v1#tiny-awares" and health["concurrency"] == 16
         c = openai.OpenAI(base_url=f"http://127.0.0.1:{gw}/v1", api_key=TOKEN, max_retries=0, timeout=120)
