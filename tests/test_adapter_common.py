@@ -211,12 +211,12 @@ def test_urls(roots: tuple[Path, Path], local_image_url: str, monkeypatch: pytes
     with pytest.raises(ImageSourceError, match="URLs are off"):
         off.view(local_image_url)
     on = ImageService(AdapterConfig(roots=(roots[0],), limits=ImageLimits(allow_urls=True)))
-    with pytest.raises(ImageSourceError, match="resolves to 127.0.0.1"):
+    with pytest.raises(ImageSourceError, match="refusing to download from '127.0.0.1'"):
         on.view(local_image_url)
-    # Even if the name check is fooled (DNS rebinding), the connection's peer address is checked.
-    monkeypatch.setattr(url_policy, "check_public_host", lambda host, port=443: None)
-    with pytest.raises(ImageSourceError, match="connected to non-public address 127.0.0.1"):
-        fetch_url(local_image_url, ImageLimits(allow_urls=True))
+    # Counted as public, the same server is reached (redirects, DNS rebinding, deadlines: tests/test_fetch.py).
+    monkeypatch.setattr(url_policy, "_public", lambda ip: str(ip) == "127.0.0.1")
+    assert on.view(local_image_url).result.image_size == (32, 32)
+    assert fetch_url(local_image_url, ImageLimits(allow_urls=True)) == _ImageHandler.body
 
 
 def _swap_after_check(service: ImageService, monkeypatch, swap) -> None:
@@ -347,3 +347,14 @@ def test_mcp_root_aliases_from_the_command_line(tmp_path: Path) -> None:
 
     args = _parser().parse_args(["--root", f"scans={tmp_path}", "--root", str(tmp_path)])
     assert service_from_args(args).root_names == ("scans", tmp_path.name)
+
+
+def test_mcp_url_flags_reach_the_fetcher_limits(capsys) -> None:
+    from awares_tool.adapters.mcp_server import _parser, main, service_from_args
+
+    args = _parser().parse_args(["--allow-urls", "--allow-url-network", "10.1.0.0/16", "--url-timeout", "3"])
+    limits = service_from_args(args).config.limits
+    assert limits.allow_urls and limits.url_timeout_s == 3.0
+    assert [str(n) for n in limits.url_allow_networks] == ["10.1.0.0/16"]
+    assert main(["--allow-urls", "--allow-url-network", "10.1.0.1/16"]) == 2  # host bits set: refused, one line
+    assert "url_allow_networks" in capsys.readouterr().err

@@ -8,7 +8,6 @@ then success, 429 with Retry-After, malformed replies. ``python -m llama_cpp.ser
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from awares_tool.backends.base import GenerationSettings, ImagePart, Message, Te
 from awares_tool.backends.openai import OpenAIBackend, guess_family, to_openai_messages  # noqa: E402
 from awares_tool.errors import BackendError, BackendTimeoutError, BackendUnavailableError  # noqa: E402
 from awares_tool.episode.loop import crop_on_demand  # noqa: E402
+from awares_train.testing.servers import free_port, llama_server_cmd, running_server  # noqa: E402
 
 
 def reply(text: str = "", tool_calls: list | None = None, usage: dict | None = None) -> dict[str, Any]:
@@ -47,6 +47,7 @@ class Scripted:
         self.in_flight = 0
         self.max_in_flight = 0
         self.lock = threading.Lock()
+        self.gate: threading.Barrier | None = None  # set: requests answer in groups that were in flight together
         outer = self
 
         class H(BaseHTTPRequestHandler):
@@ -80,6 +81,8 @@ class Scripted:
                 status, headers, payload, delay = step
                 try:
                     time.sleep(delay)
+                    if outer.gate is not None:
+                        outer.gate.wait()
                     self._send(status, headers, payload)
                 finally:
                     with outer.lock:
@@ -113,12 +116,6 @@ def ok(body: Any, delay: float = 0.0) -> tuple[int, dict[str, str], Any, float]:
     return (200, {}, body, delay)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def image(w: int = 400, h: int = 300) -> Image.Image:
     img = Image.new("RGB", (w, h), "white")
     img.paste((0, 0, 255), (w // 4, h // 4, 3 * w // 4, 3 * h // 4))
@@ -130,13 +127,24 @@ FAST = GenerationSettings(max_new_tokens=8)
 
 
 # -- failure handling ----------------------------------------------------------------------------------
-def test_server_down_names_the_url():
+def backoff_delays(monkeypatch) -> list[float]:
+    """The delays the backend sleeps between attempts, recorded instead of slept (tests assert no timings)."""
+    import awares_tool.backends.openai as openai_backend
+
+    delays: list[float] = []
+    clock = type("Clock", (), {"sleep": staticmethod(delays.append), "perf_counter": staticmethod(time.perf_counter),
+                               "time": staticmethod(time.time)})
+    monkeypatch.setattr(openai_backend, "time", clock)
+    return delays
+
+
+def test_server_down_names_the_url(monkeypatch):
+    delays = backoff_delays(monkeypatch)
     url = f"http://127.0.0.1:{free_port()}/v1"
     be = OpenAIBackend(url, "m", max_retries=2, backoff_s=0.01)
-    t0 = time.perf_counter()
     with pytest.raises(BackendUnavailableError, match=r"127\.0\.0\.1.*after 3 attempts"):
         be.generate(USER, FAST)
-    assert time.perf_counter() - t0 < 5
+    assert len(delays) == 2 and 0.01 <= delays[0] <= 0.0125 and 0.02 <= delays[1] <= 0.025  # doubling, jitter
 
 
 def test_timeout_raises_and_does_not_retry(serve):
@@ -163,12 +171,12 @@ def test_500_forever_gives_up_with_status(serve):
     assert len(srv.requests) == 3
 
 
-def test_429_honours_retry_after(serve):
+def test_429_honours_retry_after(serve, monkeypatch):
+    delays = backoff_delays(monkeypatch)
     srv = serve((429, {"Retry-After": "1"}, {"error": "slow down"}, 0.0), ok(reply("red")))
     be = OpenAIBackend(srv.url, "m", backoff_s=0.01)
-    t0 = time.perf_counter()
     assert be.generate(USER, FAST).text == "red"
-    assert 0.9 <= time.perf_counter() - t0 < 5
+    assert delays == [1.0] and len(srv.requests) == 2  # the server's delay, not the backoff
 
 
 def test_4xx_is_not_retried(serve):
@@ -306,14 +314,15 @@ def test_model_card_paths_are_read_or_refused(tmp_path):
 
 
 def test_concurrency_limit(serve):
-    srv = serve(ok(reply("x"), delay=0.3))
+    srv = serve(ok(reply("x")))
+    srv.gate = threading.Barrier(2, timeout=60)  # each answer waits for a second request in flight: 2 must overlap
     be = OpenAIBackend(srv.url, "m", concurrency=2)
     threads = [threading.Thread(target=be.generate, args=(USER, FAST)) for _ in range(6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(srv.requests) == 6 and srv.max_in_flight == 2
+    assert len(srv.requests) == 6 and srv.max_in_flight == 2 and not srv.gate.broken
 
 
 # -- a real server: llama_cpp.server on the tiny GGUF ------------------------------------------------
@@ -325,34 +334,10 @@ def llama_server(request) -> Iterator[tuple[str, str]]:
 
     model, mmproj = tiny_gguf()
     port = free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--clip_model_path", str(mmproj),
-           "--chat_format", request.param, "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
-           "--model_alias", "tiny-qwen2.5-vl"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    cmd = llama_server_cmd(model, mmproj, port, alias="tiny-qwen2.5-vl", chat_format=request.param)
     url = f"http://127.0.0.1:{port}/v1"
-    import httpx
-
-    deadline = time.time() + 60
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
-            try:
-                if httpx.get(url + "/models", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.time() > deadline:
-                pytest.fail("llama_cpp.server did not answer within 60 s")
-            time.sleep(0.2)
+    with running_server(cmd, url + "/models", "llama_cpp.server", timeout_s=60, stop_timeout_s=10):
         yield url, request.param
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.mark.slow

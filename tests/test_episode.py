@@ -167,3 +167,21 @@ def test_reasoning_stays_in_the_trace_not_in_the_answer():
     res = crop_on_demand(gradient(400, 300), "What is the code?", backend=be)
     assert res.answer == "42" and res.reasoning == "it reads 42" and res.regions == ["3"]
     assert "<think>it reads 42</think>" in res.trace[-1]["content"][0]["text"]
+
+
+def test_a_zoom_token_budget_caps_what_is_sent():
+    ep = CropEpisode(gradient(2000, 1500), counter=QWEN.count, model_max_pixels=QWEN.max_pixels)
+    call = {"name": "computer", "arguments": {"action": "zoom", "region": [1100, 800, 1900, 1400], "token_budget": 200}}
+    turn = ep.fetch(ep.parse(call, bbox_units="pixels"))
+    assert turn.names == ["3"] and QWEN.count(*turn.images[0].size) <= 200
+    assert turn.images[0].size[0] / turn.images[0].size[1] == pytest.approx(1000 / 750, rel=0.02)
+    assert ep.ledger.token_ledger().crops == [QWEN.count(*turn.images[0].size)]
+
+
+@pytest.mark.parametrize("delivery, role", [("user", "user"), ("tool", "tool"), ("auto", "user")])
+def test_crop_delivery_puts_the_crops_where_asked(delivery, role):
+    """#20: inside the tool result, or moved to a follow-up user turn."""
+    call = '<tool_call>\n{"name": "get_crops", "arguments": {"regions": ["3"]}}\n</tool_call>'
+    res = crop_on_demand(gradient(400, 300), "q", backend=ScriptedBackend([call, "ok"]), crop_delivery=delivery)
+    crops_turn = res.trace[-2]
+    assert crops_turn["role"] == role and crops_turn["content"][0]["type"] == "image"

@@ -9,6 +9,8 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("trl")
 
+from hf_fixtures import spy_on_rollouts  # noqa: E402
+
 #: Qwen2.5-VL-Instruct's hub preprocessor settings: documents of 2000x2600 are not downscaled by the processor.
 REAL_QWEN25_PIXELS = {"shortest_edge": 3136, "longest_edge": 12_845_056}
 
@@ -32,7 +34,7 @@ def _config(overrides):
     from awares_train.grpo.config import AwaresGRPOConfig
     from awares_train.sft.runio import load_config
 
-    cpu = ["use_cpu=true", "bf16=false", "gradient_checkpointing=false", "report_to=none", 'save_strategy="no"',
+    cpu = ["use_cpu=true", "bf16=false", "gradient_checkpointing=false", "report_to=none", "save_strategy=no",
            "output_dir=unused", "use_peft=false"]
     return load_config(AwaresGRPOConfig, "awares_train/configs/grpo_7b.yaml", cpu + overrides)
 
@@ -90,20 +92,13 @@ def test_rolled_back_crops_are_logged_and_not_counted(tmp_path, monkeypatch):
 
     data = write_toy_trajectories(tmp_path / "data", 8, crop_share=1.0)
     warm = _warm_policy(tmp_path, data)
-    envs = []
-    orig = grpo_train.AwaresGRPOTrainer._generate_and_score_completions
-
-    def spy(self, inputs):
-        out = orig(self, inputs)
-        envs.extend((env.regions, env.rolled_back) for env in self.environments)
-        return out
-
-    monkeypatch.setattr(grpo_train.AwaresGRPOTrainer, "_generate_and_score_completions", spy)
+    steps = spy_on_rollouts(monkeypatch, lambda t: [(env.regions, env.rolled_back) for env in t.environments])
     out = tmp_path / "grpo"
     cfg = load_config(AwaresGRPOConfig, "awares_train/configs/grpo_tiny.yaml", [
         f"model_name_or_path={warm}", f"train_data={data}", f"output_dir={out}", "max_steps=2", "temperature=0.3",
         "max_completion_length=40", "completion_budget=off"])  # the call fits, the 64-token crop turn does not
     grpo_train.run_grpo(cfg)
+    envs = [env for step in steps for env in step]
     rolled = sum(r for _, r in envs)
     assert rolled > 0, "the warm-started policy never called get_crops"
     assert all(regions == [] for regions, r in envs if r)  # a rolled-back crop is not a fetched crop

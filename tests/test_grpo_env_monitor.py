@@ -101,13 +101,17 @@ def test_collapse_callback_flags_logs(tmp_path):
     pytest.importorskip("transformers")
     from awares_train.grpo.monitor import make_collapse_callback
 
+    from transformers import TrainerState
+
     cb = make_collapse_callback(CollapseMonitor(low=0.1, high=0.9, patience=2))
-    flags = []
-    for rate in (0.0, 0.0, 0.5):
+    state, flags = TrainerState(), []
+    for step, rate in enumerate((0.0, 0.0, 0.5), 1):
         logs = {"awares/tool_call_rate": rate}
-        cb.on_log(None, None, None, logs=logs)
+        state.log_history.append({**logs, "step": step})  # Trainer.log records its row before callbacks run
+        cb.on_log(None, state, None, logs=logs)
         flags.append(logs["awares/collapse"])
     assert flags == [0.0, 1.0, 0.0]
+    assert [row["awares/collapse"] for row in state.log_history] == flags  # metrics.jsonl is written from these
 
 
 def test_plot_tool_call_rate(tmp_path):

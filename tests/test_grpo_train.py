@@ -10,6 +10,8 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("trl")
 
+from hf_fixtures import spy_on_rollouts  # noqa: E402
+
 
 @pytest.mark.slow
 def test_grpo_from_sft_checkpoint_with_real_crop_calls(tmp_path, monkeypatch):
@@ -28,15 +30,7 @@ def test_grpo_from_sft_checkpoint_with_real_crop_calls(tmp_path, monkeypatch):
     run_sft(load_config(AwaresSFTConfig, "awares_train/configs/sft_tiny.yaml", [
         f"model_name_or_path={tiny_vlm_path('qwen2.5-vl')}", f"train_data={data}", f"output_dir={warm}",
         "max_steps=50", "eval_fraction=0", "learning_rate=0.005", "use_peft=false", "tool_turn_weight=1"]))
-    seen = []
-    orig = grpo_train.AwaresGRPOTrainer._generate_and_score_completions
-
-    def spy(self, inputs):
-        out = orig(self, inputs)
-        seen.append(dict(self.last_batch))
-        return out
-
-    monkeypatch.setattr(grpo_train.AwaresGRPOTrainer, "_generate_and_score_completions", spy)
+    seen = spy_on_rollouts(monkeypatch, lambda trainer: dict(trainer.last_batch))
     out = tmp_path / "grpo"
     cfg = load_config(AwaresGRPOConfig, "awares_train/configs/grpo_tiny.yaml", [
         f"model_name_or_path={warm}", f"train_data={data}", f"output_dir={out}", "max_steps=2", "temperature=0.3"])

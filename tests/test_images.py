@@ -219,7 +219,11 @@ def http_server():
     server.server_close()
 
 
-def test_url_download_when_allowed(http_server):
+def test_url_download_when_allowed(http_server, monkeypatch):
+    from awares_tool.images import fetch
+
+    # Loopback is private: count exactly this server's address as public (tests/test_fetch.py has the policy).
+    monkeypatch.setattr(fetch, "_public", lambda ip: str(ip) == "127.0.0.1")
     base, routes = http_server
     data = _encode(_split_red_blue((40, 20)))
     routes["/a.png"] = data

@@ -145,7 +145,8 @@ def test_errors_become_error_tool_messages(args: dict[str, Any], words: str) -> 
     assert _call(_TOOLS["get_crops"], {"image": IMAGE, "regions": ["3"]}).status == "success"
 
 
-def test_agent_loop_sends_crops_to_the_model() -> None:
+def _agent_run(toolkit: AwaresToolkit) -> tuple[Any, Any]:
+    """Drive ``create_agent`` with a scripted chat model: view_image, get_crops ['3'], then an answer."""
     pytest.importorskip("langchain.agents")
     from langchain.agents import create_agent
     from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -162,29 +163,55 @@ def test_agent_loop_sends_crops_to_the_model() -> None:
             self.seen.append(list(messages))
             return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
 
-    toolkit = AwaresToolkit(roots=[EXAMPLES])
     image_id = toolkit.service.view(IMAGE).result.image_id  # ids are content hashes: known in advance
-    model = ToolCallingFake(messages=iter([
+    model = ToolCallingFake(seen=[], messages=iter([
         AIMessage(content="", tool_calls=[{"name": "view_image", "args": {"image": IMAGE}, "id": "c1",
                                            "type": "tool_call"}]),
         AIMessage(content="", tool_calls=[{"name": "get_crops", "args": {"image": image_id, "regions": ["3"]},
                                            "id": "c2", "type": "tool_call"}]),
         AIMessage(content="The bottom-right shows a shape."),
     ]))
-    agent = create_agent(model, tools=toolkit.get_tools(), system_prompt="Look at images with the tools.")
+    agent = create_agent(model, tools=toolkit.get_tools(), system_prompt="Look at images with the tools.",
+                         middleware=toolkit.middleware())
     out = agent.invoke({"messages": [HumanMessage(content=f"What is at the bottom-right of {IMAGE}?")]})
+    return out, model
 
+
+def _decoded(block: dict[str, Any]) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(block["base64"]))).convert("RGB")
+
+
+def test_agent_loop_sends_crops_to_the_model() -> None:
+    out, model = _agent_run(AwaresToolkit(roots=[EXAMPLES]))
     assert out["messages"][-1].content == "The bottom-right shows a shape."
     assert len(model.seen) == 3
     last_input = model.seen[2]
     crops_msg = last_input[-1]
     assert isinstance(crops_msg, ToolMessage) and crops_msg.tool_call_id == "c2"
     assert [b["type"] for b in crops_msg.content] == ["text", "image"]
-    sent = Image.open(io.BytesIO(base64.b64decode(crops_msg.content[1]["base64"]))).convert("RGB")
     original = Image.open(EXAMPLES / IMAGE).convert("RGB")
-    assert sent.tobytes() == original.crop((224, 224, 448, 448)).tobytes()
+    assert _decoded(crops_msg.content[1]).tobytes() == original.crop((224, 224, 448, 448)).tobytes()
     view_msg = [m for m in model.seen[1] if isinstance(m, ToolMessage)][0]
     assert view_msg.content[1]["type"] == "image"  # the low-res view reached the second turn too
+
+
+def test_follow_up_delivery_moves_tool_images_into_a_user_turn() -> None:
+    """#20: for providers that drop images in tool results, the crops follow in a user turn."""
+    out, model = _agent_run(AwaresToolkit(roots=[EXAMPLES], image_delivery="follow_up"))
+    assert out["messages"][-1].content == "The bottom-right shows a shape."
+    tool_msg, user_msg = model.seen[2][-2], model.seen[2][-1]
+    assert isinstance(tool_msg, ToolMessage) and all(b["type"] == "text" for b in tool_msg.content)
+    assert isinstance(user_msg, HumanMessage) and [b["type"] for b in user_msg.content] == ["text", "image"]
+    original = Image.open(EXAMPLES / IMAGE).convert("RGB")
+    assert _decoded(user_msg.content[1]).tobytes() == original.crop((224, 224, 448, 448)).tobytes()
+    assert isinstance(out["messages"][-2], ToolMessage)  # the agent's own history is left as the tools returned it
+
+
+def test_text_delivery_offers_only_the_answering_tool() -> None:
+    tools = AwaresToolkit(roots=[EXAMPLES], backend=ScriptedBackend(_scripted_model), image_delivery="text").get_tools()
+    assert [t.name for t in tools] == ["ask_image"]
+    with pytest.raises(ValueError, match="needs backend"):
+        AwaresToolkit(roots=[EXAMPLES], image_delivery="text").get_tools()
 
 
 def test_an_unexpected_failure_is_an_error_message_not_a_crash(monkeypatch) -> None:

@@ -23,7 +23,7 @@ LAYERS: dict[str, int] = {
     "protocol": 4,
     "backends": 5, "gguf": 5,
     "episode": 6,
-    "adapters": 7, "demo": 7, "ui": 8,
+    "adapters": 7, "serve": 7, "demo": 7, "ui": 8,
     "cli": 9,
 }
 

@@ -107,11 +107,13 @@ async def _check_session(session: Any) -> None:
         await good()  # the server keeps serving
 
     view = await session.call_tool("view_image", {"image": "quad.png"})
-    assert [c.type for c in view.content] == ["text", "image"]
+    assert [c.type for c in view.content] == ["text", "image", "resource_link"]
     image_id = view.structured_content["image_id"]
     assert view.structured_content["view_size"] == [200, 150]
     res = await session.call_tool("get_crops", {"image": image_id, "regions": ["0", "2"]})
-    assert [c.type for c in res.content] == ["text", "image", "text", "image"]
+    assert [c.type for c in res.content] == ["text", "image", "resource_link"] * 2
+    linked = await session.read_resource(res.content[2].uri)  # the link reads back the same crop
+    assert base64.b64decode(linked.contents[0].blob) == base64.b64decode(res.content[1].data)
     regions = await session.call_tool("list_regions", {})
     assert regions.structured_content["max_crops"] == 4
     assert [r["name"] for r in regions.structured_content["regions"]][-1] == "all"
@@ -353,7 +355,7 @@ def test_inspector_cli_lists_and_calls_get_crops(inspector: Path, root: Path) ->
     called = cli("--method", "tools/call", "--tool-name", "get_crops", "--tool-arg", "image=quad.png",
                  "--tool-arg", 'regions=["3"]')
     assert called.get("isError") is False, called
-    assert [c["type"] for c in called["content"]] == ["text", "image"]
+    assert [c["type"] for c in called["content"]] == ["text", "image", "resource_link"]
     refused = cli("--method", "tools/call", "--tool-name", "get_crops", "--tool-arg", "image=../../etc/passwd",
                   "--tool-arg", 'regions=["3"]')
     assert refused["isError"] is True and "contains '..'" in refused["content"][0]["text"]
@@ -415,5 +417,31 @@ def test_any_arguments_give_a_result_or_a_tool_error(root: Path, name: str, args
             assert isinstance(res.is_error, bool)
             ok = await client.call_tool("list_regions", {})
             assert not ok.is_error  # still serving
+
+    asyncio.run(run())
+
+
+def test_image_path_is_accepted_and_delivery_modes(root: Path) -> None:
+    """#20: lmms-eval's MCP mode passes `image_path`; `link` delivery sends links, `text` only the answering tool."""
+    from mcp import Client
+
+    def server(delivery: str) -> Any:
+        return build_server(ImageService(AdapterConfig(roots=(root,)), backend=ScriptedBackend(["yellow"])),
+                            delivery=delivery)
+
+    async def run() -> None:
+        async with Client(server("inline")) as client:
+            res = await client.call_tool("get_crops", {"image_path": "quad.png", "regions": ["3"]})
+            assert not res.is_error and _crop_pixel(res) == QUADRANT_COLORS["3"]
+        async with Client(server("link")) as client:
+            res = await client.call_tool("view_image", {"image": "quad.png"})
+            assert [c.type for c in res.content] == ["text", "resource_link"]
+            data = (await client.read_resource(res.content[1].uri)).contents[0].blob
+            assert Image.open(io.BytesIO(base64.b64decode(data))).size == (200, 150)
+        async with Client(server("text")) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert names == {"list_regions", "ask_image"}
+            res = await client.call_tool("ask_image", {"image_path": "quad.png", "question": "Colour?"})
+            assert res.structured_content["answer"] == "yellow"
 
     asyncio.run(run())

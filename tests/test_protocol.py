@@ -559,3 +559,20 @@ def test_bare_list_must_be_a_short_line_of_names():
     assert req("GET_CROPS: 0 5\nthanks").regions == ["0", "5"]
     with pytest.raises(MalformedRequestError):
         parse_reply("GET_CROPS: 0" + " 0" * 20_000)
+
+
+def test_computer_use_zoom_is_snapped_to_the_crop_set():
+    """#20: the zoom action of the big APIs' computer-use agents, snapped to a region of the crop set."""
+    call = {"type": "function", "function": {"name": "computer", "arguments": json.dumps(
+        {"action": "zoom", "region": [1100, 800, 1900, 1400], "token_budget": 300})}}
+    out = parse_reply({"role": "assistant", "content": "", "tool_calls": [call]}, bbox_units="pixels",
+                      image_size=(2000, 1500))
+    assert isinstance(out, CropRequest) and out.regions == ["3"] and out.boxes == [] and out.token_budget == 300
+    text = '<tool_call>{"name": "computer", "arguments": {"action": "zoom", "region": [0, 0, 900, 700]}}</tool_call>'
+    assert parse_reply(text, bbox_units="pixels", image_size=(2000, 1500)).regions == ["0"]
+    with pytest.raises(MalformedRequestError, match="not a zoom"):
+        parse_reply({"name": "computer", "arguments": {"action": "left_click", "coordinate": [5, 5]}})
+    with pytest.raises(MalformedRequestError, match="token_budget"):
+        parse_reply({"name": "zoom_in", "arguments": {"bbox_2d": [0, 0, 10, 10], "token_budget": -3}},
+                     bbox_units="pixels", image_size=(100, 100))
+    assert isinstance(parse_reply('The word on the sign is "computer".'), FinalAnswer)

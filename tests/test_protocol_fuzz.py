@@ -176,7 +176,9 @@ def test_adversarial_inputs_are_bounded(text, expected):
     except AwaresError as e:
         out = e
     elapsed = time.perf_counter() - start
-    assert elapsed < 2.0, f"{elapsed:.2f}s"
+    # A bound, not a timing: a linear parse takes milliseconds, a backtracking one hours on these inputs;
+    # 20 s leaves a shared, loaded machine its noise.
+    assert elapsed < 20.0, f"{elapsed:.2f}s"
     assert isinstance(out, expected)
 
 

@@ -68,6 +68,17 @@ def _embedder():
 
 
 @pytest.mark.slow
+def test_embedder_scores_match_the_reference_pooling():
+    # Measured with the hand-written BERT + mean pooling + L2 norm used before sentence-transformers.
+    emb = _embedder()
+    assert emb.similarity("48218", ["48213"]) == pytest.approx(0.966619, abs=1e-5)
+    assert emb.similarity("the total is 37.50", ["37.5"]) == pytest.approx(0.674670, abs=1e-5)
+    assert emb.similarity("a small cat on the mat", ["a kitten sitting on a rug", "dog"]) == pytest.approx(
+        0.602369, abs=1e-5)  # the best of several references
+    assert emb.similarity("anything", []) == 0.0
+
+
+@pytest.mark.slow
 def test_default_weights_correct_cropped_outranks_wrong_uncropped():
     emb = _embedder()
     sim_wrong = answer_score("48218", ["48213"], embedder=emb)

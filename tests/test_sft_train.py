@@ -10,7 +10,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("trl")
 
 from awares_train.sft.config import AwaresSFTConfig  # noqa: E402
-from awares_train.sft.runio import load_config, parse_overrides  # noqa: E402
+from awares_train.sft.runio import load_config  # noqa: E402
 
 TINY = "awares_train/configs/sft_tiny.yaml"
 
@@ -23,10 +23,34 @@ def test_config_yaml_and_overrides(tmp_path):
         load_config(AwaresSFTConfig, TINY, ["lora_rr=4"])
     with pytest.raises(ValueError):
         load_config(AwaresSFTConfig, TINY, ["request_format=json"])
-    assert parse_overrides(["a=1", "b=[x, y]"]) == {"a": 1, "b": ["x", "y"]}
+    with pytest.raises(ValueError, match="invalid int value: 'four'"):  # an error, not argparse's exit
+        load_config(AwaresSFTConfig, TINY, ["lora_r=four"])
+    # typed by the field, not by YAML: "no" stays a string (YAML would read it as False)
+    typed = load_config(AwaresSFTConfig, TINY, ["save_strategy=no", "use_peft=false", "label_names=a b",
+                                                "max_train_samples=null", f"output_dir={tmp_path}"])
+    assert (typed.save_strategy.value, typed.use_peft, typed.max_train_samples, typed.label_names) == (
+        "no", False, None, ["a", "b"])
+    as_dict = load_config(AwaresSFTConfig, TINY, {"lora_r": 3, "lowres": {"kind": "scale", "factor": 0.5},
+                                                  "output_dir": str(tmp_path)})
+    assert (as_dict.lora_r, as_dict.lowres, as_dict.max_steps) == (3, {"kind": "scale", "factor": 0.5}, 20)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lora_rr: 4\nuse_cpu: true\n")
+    with pytest.raises(ValueError, match="lora_rr.*lora_r"):
+        load_config(AwaresSFTConfig, bad)
     seven = load_config(AwaresSFTConfig, "awares_train/configs/sft_7b.yaml", [f"output_dir={tmp_path}", "bf16=false"])
     assert (seven.lora_r, seven.learning_rate, seven.lr_scheduler_type.value, seven.num_train_epochs,
             seven.tool_turn_weight) == (8, 1e-4, "cosine", 2, 5.0)
+
+
+def test_cli_set_errors_name_the_field():
+    from typer.testing import CliRunner
+
+    from awares_train.cli import app
+
+    res = CliRunner().invoke(app, ["sft", "--config", TINY, "--set", "lora_rr=4"])
+    assert res.exit_code == 2 and "lora_r" in res.output
+    res = CliRunner().invoke(app, ["sft", "--config", TINY, "--set", "max_steps=many"])
+    assert res.exit_code == 2 and "invalid int value: 'many'" in res.output
 
 
 def test_lora_targets_and_freezing():
@@ -73,6 +97,9 @@ def test_sft_lowers_heldout_loss_and_writes_run_files(tmp_path):
     assert (out / "config.yaml").exists() and (out / "README.md").exists()
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("loss" in r for r in rows) and any("eval_loss" in r for r in rows)
+    # the held-out loss before training (logged in the state train() replaces) stays first
+    assert rows[0]["step"] == 0 and rows[0]["eval_loss"] == card["metrics"]["eval_loss_before"]
+    assert rows[-1]["eval_loss"] == card["metrics"]["eval_loss_after"]
     assert (out / "adapter_model.safetensors").exists()
     merged = AutoModelForImageTextToText.from_pretrained(out / "merged")
     assert not any("lora" in n for n, _ in merged.named_parameters())
@@ -101,3 +128,10 @@ def test_sft_resumes_from_a_checkpoint_exactly(tmp_path):
     assert sorted(straight) == [1, 2, 3, 4, 5, 6]
     for step in (4, 5, 6):
         assert resumed[step] == pytest.approx(straight[step], rel=1e-4), step
+    # metrics.jsonl is the trainer's log history: what the last checkpoint holds, then the end-of-run summary
+    history = json.loads((tmp_path / "b" / "checkpoint-6" / "trainer_state.json").read_text())["log_history"]
+    rows = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[:-1] == history and "train_loss" in rows[-1]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6, 6]
+    # the weighted loss runs through TRL's compute_loss, so TRL's own metrics are logged with it
+    assert all({"entropy", "num_tokens", "mean_token_accuracy"} <= set(r) for r in rows[:-1])

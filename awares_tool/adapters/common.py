@@ -31,6 +31,7 @@ from awares_tool.adapters.schemas import (
     EncodedImage,
     GetCropsInput,
     ImageRef,
+    McpImageRef,
     Question,
     RegionInfo,
     RegionNames,
@@ -56,7 +57,7 @@ from awares_tool.protocol import tool_description
 from awares_tool.images.store import ImageStore
 
 __all__ = [
-    "AdapterConfig", "ImageService", "ImageRef", "RegionNames", "Question",
+    "AdapterConfig", "ImageService", "ImageRef", "McpImageRef", "RegionNames", "Question",
     "ViewImageInput", "GetCropsInput", "AskImageInput",
     "RegionInfo", "RegionsResult", "ViewResult", "CropInfo", "CropsResult", "AskResult",
     "EncodedImage", "ViewOutput", "CropsOutput", "fetch_url", "check_public_host",

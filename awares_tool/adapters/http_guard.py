@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RequestGuard", "run_http", "read_token", "LOOPBACK", "is_loopback"]
+__all__ = ["RequestGuard", "http_config", "run_http", "read_token", "LOOPBACK", "is_loopback"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +41,10 @@ def read_token(value: str | None, *, env: str, file: str | os.PathLike[str] | No
     """
     if file is not None:
         try:
-            token = Path(file).read_text(encoding="utf-8").strip().splitlines()[0].strip()
-        except (OSError, IndexError) as e:
-            raise ValueError(f"cannot read a token from {str(file)!r}: {e or 'the file is empty'}") from e
+            lines = Path(file).read_text(encoding="utf-8").strip().splitlines()
+        except OSError as e:
+            raise ValueError(f"cannot read a token from {str(file)!r}: {e}") from e
+        token = lines[0].strip() if lines else ""
         if not token:
             raise ValueError(f"the token file {str(file)!r} is empty")
         return token
@@ -140,11 +141,23 @@ def _header_timeout_protocol(seconds: float) -> type:
     return HeaderTimeoutH11
 
 
+def http_config(app: Any, *, host: str, port: int, log_level: str = "info", max_connections: int = 64,
+                header_timeout_s: float = 10.0) -> Any:
+    """uvicorn's ``Config`` for ``app``: at most ``max_connections`` at once, headers due within ``header_timeout_s``.
+
+    For callers that run the server themselves (in a thread: the gateway's tests and benchmark); ``port=0`` binds
+    a free port.
+    """
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, limit_concurrency=max_connections,
+                          http=_header_timeout_protocol(header_timeout_s), timeout_keep_alive=5)
+
+
 def run_http(app: Any, *, host: str, port: int, log_level: str = "info", max_connections: int = 64,
              header_timeout_s: float = 10.0) -> None:
     """Serve ``app`` with uvicorn, at most ``max_connections`` at once, headers due within ``header_timeout_s``."""
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, limit_concurrency=max_connections,
-                            http=_header_timeout_protocol(header_timeout_s), timeout_keep_alive=5)
-    uvicorn.Server(config).run()
+    uvicorn.Server(http_config(app, host=host, port=port, log_level=log_level, max_connections=max_connections,
+                               header_timeout_s=header_timeout_s)).run()

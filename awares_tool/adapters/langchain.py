@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError
 
@@ -48,7 +48,8 @@ from langchain_core.tools import BaseTool, BaseToolkit, StructuredTool, ToolExce
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AwaresToolkit", "make_view_image_tool", "make_get_crops_tool", "make_ask_image_tool"]
+__all__ = ["AwaresToolkit", "make_view_image_tool", "make_get_crops_tool", "make_ask_image_tool",
+           "move_tool_images_to_user_turn", "ToolImagesToUserTurn"]
 
 Content = list[dict[str, Any]]
 
@@ -140,6 +141,11 @@ class AwaresToolkit(BaseToolkit):
             this is set (``"default"`` selects the embedded model), since a multimodal agent usually
             looks at the crops itself.
         config: Limits and output settings; its ``roots`` are used when ``roots`` is empty.
+        image_delivery: How the model gets the images: ``inline`` (inside the ToolMessage, for providers that
+            accept images in tool results), ``follow_up`` (the same tools, plus :meth:`middleware` to pass to
+            ``create_agent``: it moves every tool image into a user turn after the tool results, for providers and
+            servers that drop them, llama.cpp's among them) or ``text`` (no image tools: ``ask_image`` answers with
+            the configured vision backend, for text-only agents).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -148,6 +154,7 @@ class AwaresToolkit(BaseToolkit):
     roots: list[Path] = Field(default_factory=list)
     backend: Any = None
     config: AdapterConfig | None = None
+    image_delivery: Literal["inline", "follow_up", "text"] = "inline"
     _service: ImageService = PrivateAttr()
 
     def model_post_init(self, __context: Any) -> None:
@@ -163,8 +170,72 @@ class AwaresToolkit(BaseToolkit):
         return self._service
 
     def get_tools(self) -> list[BaseTool]:
-        """``view_image`` and ``get_crops``, plus ``ask_image`` when a backend is configured."""
+        """``view_image`` and ``get_crops``, plus ``ask_image`` when a backend is configured (only ``ask_image`` in
+        ``text`` delivery).
+
+        Raises:
+            ValueError: ``text`` delivery without a backend (no tool could answer).
+        """
+        if self.image_delivery == "text":
+            if self.backend is None:
+                raise ValueError("image_delivery='text' offers only ask_image, which needs backend=... (a vision "
+                                 "model that answers); pass one, or use 'inline' / 'follow_up'")
+            return [make_ask_image_tool(self._service)]
         tools: list[BaseTool] = [make_view_image_tool(self._service), make_get_crops_tool(self._service)]
         if self.backend is not None:
             tools.append(make_ask_image_tool(self._service))
         return tools
+
+    def middleware(self) -> list[Any]:
+        """What ``create_agent(middleware=...)`` needs for this delivery: the image mover for ``follow_up``."""
+        return [ToolImagesToUserTurn()] if self.image_delivery == "follow_up" else []
+
+
+def move_tool_images_to_user_turn(messages: list[Any]) -> list[Any]:
+    """The conversation with every image of a tool result moved into a user turn after that run of tool results.
+
+    Many providers and servers read images from user turns only (llama.cpp's server refuses them in tool
+    messages; others drop them silently). The tool message keeps its text and a note where each image went.
+    """
+    from langchain_core.messages import HumanMessage, ToolMessage
+
+    out: list[Any] = []
+    pending: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        if pending:
+            out.append(HumanMessage(content=[create_text_block("The images returned by the tools above:"),
+                                             *pending]))
+            pending.clear()
+
+    for msg in messages:
+        if isinstance(msg, ToolMessage) and isinstance(msg.content, list):
+            images = [b for b in msg.content if isinstance(b, dict) and b.get("type") in ("image", "image_url")]
+            if images:
+                kept = [b for b in msg.content if b not in images]
+                kept.append(create_text_block(f"({len(images)} image(s) follow in the next user message)"))
+                msg = msg.model_copy(update={"content": kept})
+                pending.extend(images)
+            out.append(msg)
+            continue
+        flush()
+        out.append(msg)
+    flush()
+    return out
+
+
+def _middleware_base() -> type:
+    from langchain.agents.middleware import AgentMiddleware
+
+    return AgentMiddleware
+
+
+class ToolImagesToUserTurn(_middleware_base()):  # type: ignore[misc]
+    """LangChain agent middleware: before each model call, tool images move into a user turn
+    (:func:`move_tool_images_to_user_turn`)."""
+
+    def wrap_model_call(self, request: Any, handler: Any) -> Any:
+        return handler(request.override(messages=move_tool_images_to_user_turn(list(request.messages))))
+
+    async def awrap_model_call(self, request: Any, handler: Any) -> Any:
+        return await handler(request.override(messages=move_tool_images_to_user_turn(list(request.messages))))

@@ -19,13 +19,13 @@ import logging
 import os
 from pathlib import Path
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from awares_tool.adapters.common import (
     AdapterConfig,
     AskResult,
     CropsResult,
-    ImageRef,
+    McpImageRef,
     ImageService,
     Question,
     RegionNames,
@@ -46,12 +46,16 @@ TOKEN_ENV = "AWARES_MCP_TOKEN"
 
 
 
-def build_server(service: ImageService, *, name: str = "awares") -> Any:
+def build_server(service: ImageService, *, name: str = "awares",
+                 delivery: Literal["inline", "link", "text"] = "inline") -> Any:
     """An ``MCPServer`` exposing ``service`` as the four AwaRes tools.
 
     Args:
         service: Roots, limits, crop set and backend of this server.
         name: The server name clients show.
+        delivery: How images come back: ``inline`` (an image block, a text block and a resource link per image),
+            ``link`` (text and a resource link: for clients that drop images in tool results, which read the
+            resource instead) or ``text`` (no image tools at all: ``ask_image`` answers with the server's own model).
 
     Returns:
         A ``mcp.server.mcpserver.MCPServer``; call ``.run()`` or serve :func:`build_http_app`.
@@ -59,7 +63,7 @@ def build_server(service: ImageService, *, name: str = "awares") -> Any:
     require_extra("mcp.server.mcpserver", "mcp", package="mcp")
     from mcp.server.mcpserver import Image, MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
-    from mcp_types import CallToolResult, TextContent, ToolAnnotations
+    from mcp_types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
 
     server = MCPServer(
         name,
@@ -77,29 +81,52 @@ def build_server(service: ImageService, *, name: str = "awares") -> Any:
             logger.exception("%s failed unexpectedly", getattr(fn, "__name__", fn))
             raise ToolError(f"internal error ({type(e).__name__}): {e}") from e
 
+    fmt = service.config.image_format
+    mime = f"image/{fmt}"
+
+    def link(image_id: str, view: str, caption: str) -> ResourceLink:
+        return ResourceLink(type="resource_link", uri=f"awares://image/{image_id}/{view}", name=f"{image_id}/{view}",
+                            description=caption, mime_type=mime)
+
+    def blocks(img: Any, image_id: str, view: str) -> list[Any]:
+        """The text, the image (unless delivery is 'link') and a link the client can read the image from."""
+        out: list[Any] = [TextContent(type="text", text=img.caption)]
+        if delivery == "inline":
+            out.append(Image(data=img.data, format=fmt).to_image_content())
+        out.append(link(image_id, view, img.caption))
+        return out
+
     def list_regions() -> RegionsResult:
         return service.regions()
 
-    def view_image(image: ImageRef) -> Annotated[CallToolResult, ViewResult]:
+    def view_image(image: McpImageRef) -> Annotated[CallToolResult, ViewResult]:
         out = run(service.view, image)
-        return CallToolResult(
-            content=[TextContent(type="text", text=out.image.caption + f" image_id={out.result.image_id}"),
-                     Image(data=out.image.data, format=service.config.image_format).to_image_content()],
-            structured_content=out.result.model_dump(mode="json"),
-        )
-
-    def get_crops(image: ImageRef, regions: RegionNames) -> Annotated[CallToolResult, CropsResult]:
-        out = run(service.crops, image, regions)
-        content: list[Any] = []
-        for img in out.images:
-            content.append(TextContent(type="text", text=img.caption))
-            content.append(Image(data=img.data, format=service.config.image_format).to_image_content())
+        content = blocks(out.image, out.result.image_id, "lowres")
+        content[0] = TextContent(type="text", text=out.image.caption + f" image_id={out.result.image_id}")
         return CallToolResult(content=content, structured_content=out.result.model_dump(mode="json"))
 
-    def ask_image(image: ImageRef, question: Question) -> AskResult:
+    def get_crops(image: McpImageRef, regions: RegionNames) -> Annotated[CallToolResult, CropsResult]:
+        out = run(service.crops, image, regions)
+        content: list[Any] = []
+        for info, img in zip(out.result.crops, out.images):
+            content += blocks(img, out.result.image_id, f"crop/{info.region}")
+        return CallToolResult(content=content, structured_content=out.result.model_dump(mode="json"))
+
+    def ask_image(image: McpImageRef, question: Question) -> AskResult:
         return run(service.ask, image, question)
 
-    for fn in (list_regions, view_image, get_crops, ask_image):
+    @server.resource("awares://image/{image_id}/lowres", mime_type=mime,
+                     description="The low-resolution view of an opened image (what view_image returns).")
+    def lowres_resource(image_id: str) -> bytes:
+        return run(service.view, image_id).image.data
+
+    @server.resource("awares://image/{image_id}/crop/{region}", mime_type=mime,
+                     description="A high-resolution crop of an opened image (what get_crops returns).")
+    def crop_resource(image_id: str, region: str) -> bytes:
+        return run(service.crops, image_id, [region]).images[0].data
+
+    tools = (list_regions, view_image, get_crops, ask_image) if delivery != "text" else (list_regions, ask_image)
+    for fn in tools:
         server.add_tool(fn, description=service.describe(fn.__name__), annotations=read_only)
         _forbid_extra_arguments(server, fn.__name__)
     return server
@@ -159,8 +186,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-connections", type=int, default=64, help="HTTP connections at once (503 beyond)")
     p.add_argument("--header-timeout", type=float, default=10.0,
                    help="seconds a connection may take to send a request's headers before it is closed")
+    p.add_argument("--image-delivery", choices=("inline", "link", "text"), default="inline",
+                   help="inline: each image as an image block, a text block and a resource link; link: text and a "
+                        "resource link only (clients that drop images in tool results read the resource); text: no "
+                        "image tools, ask_image answers with the server's model (needs --backend)")
     p.add_argument("--allow-urls", action="store_true",
                    help="allow http(s) image URLs (public hosts only, size and time limited)")
+    p.add_argument("--allow-url-network", action="append", default=[], metavar="CIDR",
+                   help="with --allow-urls: a non-public network downloads may reach anyway, e.g. an internal "
+                        "image store 10.1.0.0/16 (repeatable; none by default)")
+    p.add_argument("--url-timeout", type=float, default=10.0,
+                   help="with --allow-urls: seconds one whole download may take, redirects included")
     p.add_argument("--backend", default=None,
                    help="backend spec for ask_image, e.g. transformers:PATH (default: the embedded model)")
     p.add_argument("--device", default=None, help="ask_image model: " + DEVICE_HELP)
@@ -190,7 +226,8 @@ def service_from_args(args: argparse.Namespace) -> ImageService:
     from awares_tool.images.store import ImageStore
 
     limits = ImageLimits(max_pixels=args.max_pixels, max_bytes=int(args.max_mb * 1024 * 1024),
-                         allow_urls=args.allow_urls)
+                         allow_urls=args.allow_urls, url_allow_networks=tuple(args.allow_url_network),
+                         url_timeout_s=args.url_timeout)
     dirs = [r.partition("=")[2] if "=" in r else r for r in args.root]
     names = [r.partition("=")[0] if "=" in r else Path(d).expanduser().resolve().name for r, d in zip(args.root, dirs)]
     config = AdapterConfig(roots=tuple(dirs), root_names=tuple(names), show_root_paths=args.show_root_paths,
@@ -210,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         service = service_from_args(args)
-        server = build_server(service)
+        server = build_server(service, delivery=args.image_delivery)
     except (ValueError, AwaresError) as e:
         print(f"awares-mcp: error: {e}", file=sys.stderr)
         return 2

@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from awares_tool.protocol import GetCropsArgs
 
 __all__ = [
-    "ImageRef", "RegionNames", "Question", "ViewImageInput", "GetCropsInput", "AskImageInput",
+    "ImageRef", "McpImageRef", "RegionNames", "Question", "ViewImageInput", "GetCropsInput", "AskImageInput",
     "Size", "RegionInfo", "RegionsResult", "ViewResult", "CropInfo", "CropsResult", "AskResult",
     "EncodedImage", "ViewOutput", "CropsOutput",
 ]
@@ -26,6 +26,13 @@ ImageRef = Annotated[str, Field(
     min_length=1, max_length=4096,
     description="The image: an image id returned by view_image, or the path of an image file inside one of "
     "the allowed folders (relative to it, or absolute).",
+)]
+#: ``ImageRef`` as MCP tools take it: ``image_path`` is accepted for ``image`` (lmms-eval's MCP mode passes image
+#: paths under that name). LangChain tools keep the plain ``image`` (their argument filter would drop an alias).
+McpImageRef = Annotated[str, Field(
+    min_length=1, max_length=4096, validation_alias=AliasChoices("image", "image_path"),
+    description="The image: an image id returned by view_image, or the path of an image file inside one of the "
+    "allowed folders (relative to it, or absolute). `image_path` is accepted as well.",
 )]
 RegionNames = Annotated[list[str], GetCropsArgs.model_fields["regions"]]
 Question = Annotated[str, Field(min_length=1, max_length=4000, description="The question about the image.")]

@@ -159,6 +159,9 @@ class ModelCard(BaseModel):
     crops_turn_text: str | None = Field(
         None, description="Template with a {regions} placeholder; '' sends the crops as a turn of images only.")
     request_format: Literal["text", "tool"] = "text"
+    chat_template: str | None = Field(
+        None, description="A shipped chat template the model was trained with (awares_tool/assets/chat_templates), "
+                          "applied at inference; None: the checkpoint's own.")
     min_pixels: int | None = Field(None, description="The processor's min_pixels the model was trained with.")
     max_pixels: int | None = Field(None, description="The processor's max_pixels the model was trained with.")
     model_ids: list[str] = Field(default_factory=list, description="Hub ids this card belongs to.")

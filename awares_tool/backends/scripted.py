@@ -129,6 +129,7 @@ class ReplayBackend:
         self.token_family = getattr(inner, "token_family", None)
         self.model_card = getattr(inner, "model_card", None)
         self.max_pixels = getattr(inner, "max_pixels", None)  # the model's pixel cap shapes the first view
+        self.supports_tool_images = getattr(inner, "supports_tool_images", False)  # where the crops go
         self._next = 0
 
     def generate(self, messages, settings, *, state=None, tools=None) -> Generation:

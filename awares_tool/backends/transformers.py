@@ -21,6 +21,7 @@ from typing import Any, Sequence, cast
 from ..errors import BackendError, BackendUnavailableError, require_extra
 from .base import Generation, GenerationSettings, ImagePart, Message, ModelCard, Timings, Usage
 from .cards import card_for_model, load_card
+from .templates import apply_named_template, template_support
 
 __all__ = ["TransformersBackend", "MODEL_TYPE_TO_FAMILY"]
 
@@ -142,10 +143,11 @@ class TransformersBackend:
         self.model_type: str = self.model.config.model_type
         self.token_family: str | None = MODEL_TYPE_TO_FAMILY.get(self.model_type)
         self.name = f"transformers:{model}"
-        # Qwen-VL templates (TRL's qwen3_vl.jinja among them) render images inside tool turns, the way TRL's
-        # tool loop trains models; other families' templates have no tool turn at all.
-        template = getattr(self.processor, "chat_template", None) or ""
-        self.supports_tool_images = self.model_type in _REUSABLE and "tool_response" in template
+        # A template that renders images inside tool turns (as TRL's tool loop trains models) gets the crops there;
+        # others (Qwen2.5-VL-Instruct's own, Idefics3...) get them in a user turn.
+        if self.model_card is not None and self.model_card.chat_template:  # the template training used
+            apply_named_template(self.processor, self.model_card.chat_template)
+        self.supports_tool_images = template_support(self.processor).tool_images
         self._image_token_id = getattr(self.model.config, "image_token_id", None) or getattr(
             self.model.config, "image_token_index", None
         )

@@ -167,6 +167,7 @@ class CropEpisode:
         capped = bool(model_max_pixels) and w * h > model_max_pixels  # type: ignore[operator]
         # below the cap the model sees the native image: both baselines are the same count
         self.ledger = CropLedger(self.source.size, counter=counter, native_counter=native_counter if capped else None)
+        self._counter = counter
         self.turns: list[CropsTurn] = []
         self._first: Image.Image | None = None
         if first_view is not None:
@@ -258,6 +259,9 @@ class CropEpisode:
             self.first_view()
         names, boxes = self._plan(request)
         images = [self._fit(self.source.crop(b)) for b in boxes]
+        if request.token_budget and self._counter is not None:  # a zoom call asked for at most this many tokens
+            share = max(1, request.token_budget // len(images))
+            images = [_fit_tokens(im, share, self._counter) for im in images]
         turn = CropsTurn(round=len(self.turns) + 1, request=request, names=names, boxes=boxes, images=images,
                          text=crops_turn_text(names, self.crop_set, self.crops_template))
         self.turns.append(turn)
@@ -285,6 +289,22 @@ class CropEpisode:
     def __repr__(self) -> str:
         return (f"CropEpisode(image={self.source.id}, size={self.size}, crop_set={self.crop_set.name!r}, "
                 f"rounds={len(self.turns)}/{self.max_rounds})")
+
+
+def _fit_tokens(img: Image.Image, max_tokens: int, count: TokenCounter) -> Image.Image:
+    """``img`` downscaled (aspect kept) to the largest size whose visual tokens are at most ``max_tokens``."""
+    if count(*img.size) <= max_tokens:
+        return img
+    lo, hi = 1, max(img.size)  # longest side: count(lo) is the floor any size can reach
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        size = capped_size(img.size, max(1, mid * mid * min(img.size) // max(img.size)))
+        if count(*size) <= max_tokens:
+            lo = mid
+        else:
+            hi = mid
+    return img.resize(capped_size(img.size, max(1, lo * lo * min(img.size) // max(img.size))),
+                      Image.Resampling.BICUBIC)
 
 
 def model_costs(backend: Any) -> tuple[TokenCounter | None, TokenCounter | None, int | None]:

@@ -169,7 +169,9 @@ class _Driver:
             form=request.form))
         parts: list[Any] = [ImagePart(image=c, label=f"crop {n}") for n, c in zip(turn.names, turn.images)]
         delivery = [*parts, TextPart(text=turn.text)] if turn.text else parts
-        if request.form in ("tool_call", "function") and getattr(self.backend, "supports_tool_images", False):
+        mode = self.opts.crop_delivery
+        in_tool = mode == "tool" or (mode == "auto" and getattr(self.backend, "supports_tool_images", False))
+        if request.form in ("tool_call", "function") and in_tool:
             # The backend renders images inside a tool turn (as TRL's tool loop trains them): answer the call there.
             call_id = str((assistant.tool_calls or [{}])[0].get("id", "")) or None
             self.messages += [assistant, Message(role="tool", content=delivery, tool_call_id=call_id)]

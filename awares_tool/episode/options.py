@@ -50,6 +50,11 @@ class CropOptions(BaseModel):
     on_malformed: Literal["error", "full_image"] = Field(
         "full_image", description="An unreadable request: raise, or fetch the full image (the official outcome).")
     bbox_units: BboxUnits | None = Field(None, description="Accept free-form bbox zoom calls in these units.")
+    crop_delivery: Literal["auto", "tool", "user"] = Field(
+        "auto", description="Where the crops go after a native tool call: 'tool' (inside the tool turn, as TRL's tool "
+                            "loop trains), 'user' (a follow-up user turn, for runtimes that drop tool images), 'auto' "
+                            "(the tool turn when the backend renders images there). Text requests always get a user "
+                            "turn.")
 
     def decoding(self) -> GenerationSettings:
         """The decoding settings: ``generation``, else greedy with ``max_new_tokens``."""

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Iterator
 
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork
 
 from awares_tool.errors import ImageDecodeError, ImageTooLargeError
 
@@ -39,6 +39,9 @@ class ImageLimits(BaseModel):
     allow_urls: bool = Field(False, description="Download http(s) URLs; off so prompts cannot cause fetches.")
     url_timeout_s: float = Field(10.0, gt=0, description="Total time allowed for one download.")
     url_max_bytes: int = Field(20 * MiB, gt=0, description="Abort downloads larger than this.")
+    url_allow_networks: tuple[IPvAnyNetwork, ...] = Field(
+        (), description="Non-public networks downloads may reach anyway, e.g. ('10.1.0.0/16',) for an internal "
+        "image store of a trusted deployment; empty by default: only public addresses.")
 
 
 _DEFAULT_LIMITS = ImageLimits()

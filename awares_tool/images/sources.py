@@ -14,12 +14,9 @@ import binascii
 import errno
 import os
 import hashlib
-import http.client
 import io
 import re
 import stat
-import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -35,6 +32,7 @@ from awares_tool.errors import (
     ImageSourceError,
 )
 from awares_tool.images.convert import _ORIENTATION_TAG, _SWAPPING_ORIENTATIONS, to_rgb
+from awares_tool.images.fetch import fetch_url
 from awares_tool.images.limits import (
     _DECODE_ERRORS,
     ImageLimits,
@@ -262,26 +260,8 @@ def _from_url(url: str, limits: ImageLimits) -> SourceImage:
             f"make this process fetch arbitrary addresses; pass limits=ImageLimits(allow_urls=True) to allow "
             f"it, or download the image yourself and pass its path or bytes"
         )
-    cap = min(limits.url_max_bytes, limits.max_bytes)
-    what = "url_max_bytes" if cap == limits.url_max_bytes else "max_bytes"
-    deadline = time.monotonic() + limits.url_timeout_s
-    request = urllib.request.Request(url, headers={"User-Agent": "awares"})
-    try:
-        with urllib.request.urlopen(request, timeout=limits.url_timeout_s) as resp:
-            declared = resp.headers.get("Content-Length", "")
-            if declared.isdigit():
-                _check_bytes(int(declared), cap, f"download {_short(url)}", what)
-            buf = bytearray()
-            while chunk := resp.read(64 * 1024):
-                buf += chunk
-                _check_bytes(len(buf), cap, f"download {_short(url)}", what)
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"took longer than url_timeout_s={limits.url_timeout_s}")
-    except AwaresError:
-        raise
-    except (OSError, ValueError, http.client.HTTPException) as e:  # URLError and timeouts are OSErrors
-        raise ImageSourceError(f"could not download {_short(url)}: {e}") from e
-    return _from_bytes(bytes(buf), limits, label=f"image from {_short(url)}")
+    # The one fetcher, with the adapters' policy: public hosts only on every hop, one deadline, no proxies.
+    return _from_bytes(fetch_url(url, limits), limits, label=f"image from {_short(url)}")
 
 
 def _from_str(text: str, limits: ImageLimits) -> SourceImage:

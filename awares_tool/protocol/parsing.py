@@ -40,12 +40,12 @@ from awares_tool.protocol.resolve import (
 )
 from awares_tool.protocol.schema import FinalAnswer, ParsedReply
 from awares_tool.protocol.textform import find_text_requests
-from awares_tool.protocol.tools import GET_CROPS_TOOL, ZOOM_TOOL_NAMES
+from awares_tool.protocol.tools import COMPUTER_TOOL_NAMES, GET_CROPS_TOOL, ZOOM_TOOL_NAMES
 from awares_tool.protocol.zoom import BboxUnits, raw_boxes
 
 __all__ = ["parse_reply", "OnUnknown", "OnTooMany", "BboxMode"]
 
-_KNOWN_TOOLS = (GET_CROPS_TOOL, *ZOOM_TOOL_NAMES)
+_KNOWN_TOOLS = (GET_CROPS_TOOL, *ZOOM_TOOL_NAMES, *COMPUTER_TOOL_NAMES)
 _MAX_BLOCKS = 64  # tool-call blocks / JSON calls examined per reply: bounds adversarial work
 _JSON_WINDOW = 1000  # how far before a quoted tool name the opening brace of its call may be
 _MAX_BRACES = 4  # candidate opening braces tried per quoted tool name
@@ -53,6 +53,7 @@ _MAX_BRACES = 4  # candidate opening braces tried per quoted tool name
 _TOOL_CALL_OPEN = re.compile(r"<tool_call>", re.IGNORECASE)
 _TOOL_CALL_CLOSE = re.compile(r"</tool_call>", re.IGNORECASE)
 _ZOOM_TAG = re.compile(r"<(grounding|zoom)>", re.IGNORECASE)
+# computer-use agents send structured calls; a quoted "computer" in prose is no call
 _QUOTED_TOOL = re.compile(r"\"(get_crops|image_zoom_in_tool|zoom_in)\"", re.IGNORECASE)
 _DECODER = json.JSONDecoder()
 _THINK_END = "</think>"
@@ -96,9 +97,22 @@ def _add_call(found: FoundRequest, call: Any) -> None:
             if isinstance(v, bool) or not isinstance(v, (str, int)):
                 raise MalformedRequestError(f"get_crops region {brief(v, 50)} is not a name")
             found.names.append(str(v))
-    elif key in ZOOM_TOOL_NAMES:
-        found.boxes.extend(raw_boxes(args if args is not None else {}))
+    elif key in ZOOM_TOOL_NAMES or key in COMPUTER_TOOL_NAMES:
+        args = args if args is not None else {}
+        if key in COMPUTER_TOOL_NAMES:
+            action = args.get("action") if isinstance(args, Mapping) else None
+            if action != "zoom":
+                raise MalformedRequestError(f"computer action {brief(action, 40)} is not a zoom; only "
+                                            '{"action": "zoom", "region": [x1, y1, x2, y2]} fetches a crop')
+            found.snap = True
+        found.boxes.extend(raw_boxes(args))
         found.form = "bbox"
+        if isinstance(args, Mapping):
+            budget = next((args[k] for k in ("token_budget", "max_tokens") if k in args), None)
+            if budget is not None:
+                if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+                    raise MalformedRequestError(f"token_budget must be a positive integer, got {brief(budget, 40)}")
+                found.token_budget = budget
     else:
         raise MalformedRequestError(
             f"call to unknown tool {brief(name, 60)}; awares accepts {', '.join(_KNOWN_TOOLS)}"

@@ -43,6 +43,8 @@ class FoundRequest:
     preamble: str = ""
     names: list[str] = field(default_factory=list)
     boxes: list[Any] = field(default_factory=list)
+    snap: bool = False  # boxes of a computer-use zoom: always snapped to the crop set
+    token_budget: int | None = None
 
 
 def canonical_name(name: str, crop_set: CropSet, lookup: dict[str, str]) -> str | None:
@@ -132,7 +134,9 @@ def build_request(
         UnknownRegionError: An unknown name with ``on_unknown="error"``.
         TooManyCropsError: Too many crops with ``on_too_many="error"``.
     """
-    common = {"form": found.form, "raw": found.raw, "preamble": found.preamble}
+    common = {"form": found.form, "raw": found.raw, "preamble": found.preamble, "token_budget": found.token_budget}
+    if found.snap:
+        bbox_mode = "snap"
     names = list(found.names)
     if found.boxes:
         pixel: list[PixelBox] = _dedupe([to_pixel_box(b, bbox_units, image_size) for b in found.boxes])

@@ -41,6 +41,7 @@ class CropRequest(BaseModel):
         boxes: For ``form="bbox"`` in crop mode: pixel boxes in the original image.
         preamble: Text the model wrote before the request (or the message ``content`` beside a
             structured tool call), stripped.
+        token_budget: A zoom call's token budget: the crops are downscaled to cost at most this together.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -52,6 +53,8 @@ class CropRequest(BaseModel):
     fallback: Fallback = None
     boxes: list[PixelBox] = Field(default_factory=list)
     preamble: str = ""
+    token_budget: int | None = Field(None, ge=1, description="Most visual tokens the crops may cost together, when "
+                                                            "the call asked for a budget (zoom calls).")
 
 
 class FinalAnswer(BaseModel):

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 if TYPE_CHECKING:
     from awares_tool.crops import CropSet
 
-__all__ = ["GET_CROPS_TOOL", "ZOOM_TOOL_NAMES", "GetCropsArgs", "get_crops_tool", "tool_description"]
+__all__ = ["GET_CROPS_TOOL", "ZOOM_TOOL_NAMES", "COMPUTER_TOOL_NAMES", "GetCropsArgs", "get_crops_tool", "tool_description"]
 
 GET_CROPS_TOOL = "get_crops"
 """Name of our tool, in every form (text keyword ``GET_CROPS``, function name, MCP tool)."""
@@ -23,6 +23,10 @@ GET_CROPS_TOOL = "get_crops"
 ZOOM_TOOL_NAMES: tuple[str, ...] = ("image_zoom_in_tool", "zoom_in")
 """Free-form zoom tools of other models that the parser accepts as bbox requests:
 ``image_zoom_in_tool`` (Qwen-Agent for Qwen3-VL, DeepEyes) and the generic ``zoom_in``."""
+
+COMPUTER_TOOL_NAMES: tuple[str, ...] = ("computer", "computer_use")
+"""Computer-use tools of the big APIs' agents; their ``zoom`` action (``{"action": "zoom", "region": [x1, y1, x2,
+y2]}``) is accepted and snapped to the crop set, since such agents were not trained on our region names."""
 
 
 class GetCropsArgs(BaseModel):

@@ -9,6 +9,10 @@ parser finds them; this module validates and converts the coordinates):
 - A bare ``{"bbox_2d": [...]}`` passed as a dict (a structured call without a name).
 - Mini-o3 style ``<grounding>{"bbox_2d": [...], "source": ...}</grounding>`` and the generic
   ``<zoom>[x1, y1, x2, y2]</zoom>`` (a list, or an object with ``bbox_2d``) in text.
+- The computer-use ``zoom`` action of the big APIs' agents: ``{"name": "computer", "arguments": {"action": "zoom",
+  "region": [x1, y1, x2, y2]}}``; such a box is snapped to the crop set (the region with the best IoU), so the
+  cost stays that of a crop the set defines. An optional ``token_budget`` (also ``max_tokens``) argument of any
+  zoom call caps the visual tokens of what is sent back.
 
 A bare ``{"bbox_2d": ...}`` JSON *text* is deliberately not a request: it is exactly what
 Qwen2.5-VL writes as the answer to a grounding question.
@@ -32,7 +36,7 @@ __all__ = ["BboxUnits", "BBOX_KEYS", "raw_boxes", "to_pixel_box"]
 
 BboxUnits = Literal["pixels", "norm1000", "norm1"]
 
-BBOX_KEYS = ("bbox_2d", "bbox")
+BBOX_KEYS = ("bbox_2d", "bbox", "region")
 """Argument keys that hold the box, in order of preference."""
 
 _SCALE = {"pixels": None, "norm1000": 1000.0, "norm1": 1.0}

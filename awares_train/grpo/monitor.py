@@ -63,7 +63,8 @@ class CollapseMonitor:
 def make_collapse_callback(monitor: CollapseMonitor) -> Any:
     """A ``TrainerCallback`` that feeds logged rates to ``monitor``, warns and flags ``awares/collapse``.
 
-    Add it before the metrics-JSONL callback so the flag is written too.
+    ``Trainer.log`` records a copy of the logs in ``state.log_history`` before callbacks see them, so the
+    flag goes into that row too. Add it before the metrics callback, which writes that history.
     """
     from transformers import TrainerCallback
 
@@ -77,6 +78,8 @@ def make_collapse_callback(monitor: CollapseMonitor) -> Any:
             was = monitor.collapsed
             now = monitor.update(float(rate))
             logs["awares/collapse"] = float(now)
+            if state is not None and state.log_history:
+                state.log_history[-1]["awares/collapse"] = float(now)  # the row Trainer.log just recorded
             if now and not was:
                 direction = "0%" if rate < monitor.low else "100%"
                 log.warning(

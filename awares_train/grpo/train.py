@@ -131,6 +131,26 @@ def _image_size(path: str) -> tuple[int, int]:
     return open_image(path).size  # header only
 
 
+def _tool_template(processor: Any, model_type: str | None, card_in: dict[str, Any]) -> str | None:
+    """The template the rollouts use: the SFT card's, else the package's for a checkpoint without tool calls.
+
+    Raises:
+        ValueError: The template renders no tool calls and the family has no tool-capable one (GRPO's tool loop
+            needs it).
+    """
+    from awares_tool.backends.templates import apply_named_template, ensure_tool_template, template_support
+
+    if card_in.get("chat_template"):
+        apply_named_template(processor, card_in["chat_template"])
+        return card_in["chat_template"]
+    applied = ensure_tool_template(processor, model_type)
+    if not template_support(processor).tool_calls:
+        raise ValueError(f"GRPO rolls out get_crops tool calls, but the {model_type} chat template renders none and "
+                         "the package ships no tool-capable template for this family; add one to "
+                         "awares_tool/backends/templates.py TOOL_TEMPLATES (a template TRL recognises)")
+    return applied
+
+
 def run_grpo(cfg: AwaresGRPOConfig) -> Path:
     """Train, save the policy (adapter or model), config, metrics, tool-call-rate plot and model cards."""
     from awares_tool.backends.base import ModelCard
@@ -165,6 +185,7 @@ def run_grpo(cfg: AwaresGRPOConfig) -> Path:
     system = system or build_system_prompt(get_crop_set(cfg.crop_set), style="tool")
     dataset = build_grpo_dataset(cfg, system)
     model_type = getattr(getattr(model, "config", None), "model_type", None)
+    template = _tool_template(processor, model_type, card_in)
     crops_template = card_in.get("crops_turn_text")  # the wording the SFT stage trained on
     if cfg.completion_budget != "off":
         sizes = [tuple(s) if s else _image_size(p) for s, p in zip(dataset["image_size"], dataset["source_image"])]
@@ -192,7 +213,7 @@ def run_grpo(cfg: AwaresGRPOConfig) -> Path:
                                 high=cfg.collapse_high)
         card = ModelCard(
             family=infer_family(model_type), crop_set=cfg.crop_set, lowres=card_in.get("lowres"), system_prompt=system,
-            crops_turn_text=crops_template, request_format="tool",
+            crops_turn_text=crops_template, request_format="tool", chat_template=template,
             metrics={"collapsed": monitor.collapsed, "tool_call_rate": monitor.history[-1] if monitor.history else None},
             training={"stage": "grpo", "start": cfg.model_name_or_path, "sft_adapter": cfg.sft_adapter,
                       "max_completion_length": cfg.max_completion_length, "crop_max_pixels": cfg.crop_max_pixels,

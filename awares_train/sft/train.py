@@ -12,18 +12,41 @@ from typing import Any
 
 from awares_train.sft.config import AwaresSFTConfig
 
-__all__ = ["run_sft", "resolve_request_format", "build_collator", "split_datasets"]
+__all__ = ["run_sft", "resolve_request_format", "prepare_template", "build_collator", "split_datasets"]
 
 log = logging.getLogger(__name__)
 
 
 def resolve_request_format(requested: str, processor: Any) -> str:
-    """``auto`` -> ``tool`` when the chat template can render tool calls, else ``text``."""
+    """``auto`` -> ``tool`` when the chat template can render tool calls, else ``text``; ``tool`` is checked.
+
+    Raises:
+        ValueError: ``tool`` with a template that drops tool calls (the request turn would train as an empty turn).
+    """
+    from awares_tool.backends.templates import template_support
+
+    supported = template_support(processor).tool_calls
+    if requested == "tool" and not supported:
+        raise ValueError(
+            "request_format: tool, but this model's chat template renders no tool calls (the request turn would be "
+            "trained as an empty turn) and the package ships no tool-capable template for its family; use "
+            "request_format: text (the paper's GET_CROPS: [...] form) or request_format: auto")
     if requested != "auto":
         return requested
-    from trl.chat_template_utils import supports_tool_calling
+    chosen = "tool" if supported else "text"
+    log.info("request_format auto -> %s (%s)", chosen, "the chat template renders tool calls" if supported else
+             "the chat template renders no tool calls: the text protocol GET_CROPS: [...]")
+    return chosen
 
-    return "tool" if supports_tool_calling(processor) else "text"
+
+def prepare_template(cfg: AwaresSFTConfig, processor: Any, model_type: str | None) -> str | None:
+    """For the tool request format, give a checkpoint whose template renders no tool calls the package's
+    tool-capable one (Qwen2/2.5-VL-Instruct); returns its name for the model card, or None (own template kept)."""
+    if cfg.request_format not in ("auto", "tool"):
+        return None
+    from awares_tool.backends.templates import ensure_tool_template
+
+    return ensure_tool_template(processor, model_type)
 
 
 def _system_prompt(cfg: Any, request_format: str) -> str | None:
@@ -107,6 +130,7 @@ def run_sft(cfg: AwaresSFTConfig) -> Path:
     out = Path(cfg.output_dir)
     processor = load_processor(cfg.model_name_or_path)
     model = load_model(cfg.model_name_or_path)
+    template = prepare_template(cfg, processor, getattr(model.config, "model_type", None))
     peft_config = None
     if cfg.use_peft:
         peft_config = lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target,
@@ -134,6 +158,7 @@ def run_sft(cfg: AwaresSFTConfig) -> Path:
     if main:
         processor.save_pretrained(out)
         card = _model_card(cfg, trainer.model, collator, metrics)
+        card.chat_template = template  # inference applies the template training used
         card.training["world_size"] = trainer.accelerator.num_processes
         write_model_card(out, card, title=f"AwaRes SFT of {cfg.model_name_or_path}",
                          details={"base_model": cfg.model_name_or_path, "steps": trainer.state.global_step,

@@ -6,7 +6,16 @@ checkpoint can be downloaded here. Each builder makes a model of about 0.2M para
 BPE tokenizer trained in-process on :data:`CORPUS` plus the family's special tokens, the family's
 image processor and a chat template, and saves them into one folder.
 
-Choices that tests rely on:
+Two kinds, and tests must say which they mean:
+
+* **fitted** (:func:`tiny_vlm_path`, the default of :func:`build_tiny_vlm`): every Qwen family carries TRL's
+  tool-capable ``qwen3_vl.jinja`` and small pixel limits. Convenient, but it proves only that the package fits
+  its own fixture: the real Qwen2-VL / Qwen2.5-VL-Instruct templates render no tool calls at all.
+* **checkpoint** (:func:`checkpoint_vlm_path`, ``build_tiny_vlm(..., checkpoint=True)``): the chat template, special
+  tokens and processor pixel settings exactly as the real checkpoints ship them (:data:`CHECKPOINT_SETTINGS`), so
+  what breaks for a user with the real model breaks here too.
+
+Choices of the fitted kind that tests rely on:
 
 * Qwen families use TRL's ``qwen3_vl.jinja`` byte for byte (TRL recognises templates only by exact
   string equality: tool-call parsing, ``{% generation %}`` training variant). Idefics3 uses TRL's
@@ -31,7 +40,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["FAMILIES", "CORPUS", "build_tiny_vlm", "tiny_vlm_path", "qwen_pixels", "token_family_overrides"]
+__all__ = ["FAMILIES", "CHECKPOINT_FAMILIES", "CHECKPOINT_SETTINGS", "CORPUS", "build_tiny_vlm", "tiny_vlm_path",
+           "checkpoint_vlm_path", "qwen_pixels", "token_family_overrides"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +93,19 @@ _LLAVA_TEMPLATE = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{ 'ASSISTANT:' }}{%- endif -%}"
 )
+
+#: What the real checkpoints ship: chat template (TRL's byte copies) and image-processor pixel settings.
+#: Qwen2-VL-7B-Instruct and Qwen2.5-VL-7B-Instruct share one template (ChatML, vision tokens, a default system
+#: prompt, no tools); their preprocessor_config.json: min_pixels 3136, max_pixels 12845056, patch 14. Qwen3-VL
+#: ships a tool-capable template and patch 16 with size {shortest_edge: 65536, longest_edge: 16777216}.
+#: Idefics3-8B-Llama3: size longest_edge 4*364, max_image_size 364, image_seq_len 169.
+CHECKPOINT_SETTINGS: dict[str, dict[str, Any]] = {
+    "qwen2-vl": {"template": "qwen2_5_vl", "min_pixels": 3136, "max_pixels": 12_845_056},
+    "qwen2.5-vl": {"template": "qwen2_5_vl", "min_pixels": 3136, "max_pixels": 12_845_056},
+    "qwen3-vl": {"template": "qwen3_vl", "min_pixels": 65_536, "max_pixels": 16_777_216},
+    "idefics3": {"template": "idefics3", "longest_edge": 4 * 364, "tile": 364, "image_seq_len": 169},
+}
+CHECKPOINT_FAMILIES: tuple[str, ...] = tuple(CHECKPOINT_SETTINGS)
 
 #: Tiny Idefics3 tiling: 64 px tiles, long side resized to 3 tiles, 4 tokens per tile (16x16 patches, 2x2 merge).
 IDEFICS_TILE, IDEFICS_LONGEST_EDGE, IDEFICS_SEQ_LEN = 64, 3 * 64, 4
@@ -152,7 +175,7 @@ def _qwen_text(tok: Any, **extra: Any) -> dict[str, Any]:
     )
 
 
-def _build_qwen(family: str) -> tuple[Any, Any]:
+def _build_qwen(family: str, checkpoint: bool = False) -> tuple[Any, Any]:
     import transformers as tf
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -162,7 +185,8 @@ def _build_qwen(family: str) -> tuple[Any, Any]:
         _QWEN_SPECIALS, _QWEN_ADDED, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None,
         unk_token=None, padding_side="left",
     )
-    template = _trl_template("qwen3_vl")  # also for Qwen2/2.5-VL: same vision tokens, and it supports tools
+    # fitted: TRL's qwen3_vl.jinja for every Qwen family (same vision tokens, supports tools); checkpoint: the real one
+    template = _trl_template(CHECKPOINT_SETTINGS[family]["template"] if checkpoint else "qwen3_vl")
     tok.chat_template = template
     ids = tok.convert_tokens_to_ids
     tokens = dict(
@@ -202,6 +226,8 @@ def _build_qwen(family: str) -> tuple[Any, Any]:
         )
         model_cls, proc_cls = tf.Qwen3VLForConditionalGeneration, tf.Qwen3VLProcessor
     min_pixels, max_pixels = qwen_pixels(family)
+    if checkpoint:
+        min_pixels, max_pixels = CHECKPOINT_SETTINGS[family]["min_pixels"], CHECKPOINT_SETTINGS[family]["max_pixels"]
     image_processor = Qwen2VLImageProcessorPil(
         patch_size=patch, merge_size=2, size={"shortest_edge": min_pixels, "longest_edge": max_pixels}
     )
@@ -217,7 +243,7 @@ def _build_qwen(family: str) -> tuple[Any, Any]:
     return model_cls(cfg), proc
 
 
-def _build_idefics3() -> tuple[Any, Any]:
+def _build_idefics3(checkpoint: bool = False) -> tuple[Any, Any]:
     import transformers as tf
     from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 
@@ -227,24 +253,27 @@ def _build_idefics3() -> tuple[Any, Any]:
     )
     template = _trl_template("idefics3")
     tok.chat_template = template
+    real = CHECKPOINT_SETTINGS["idefics3"]
+    tile, patch, longest, seq_len = (real["tile"], 14, real["longest_edge"], real["image_seq_len"]) if checkpoint \
+        else (IDEFICS_TILE, 16, IDEFICS_LONGEST_EDGE, IDEFICS_SEQ_LEN)
     cfg = tf.Idefics3Config(
         vision_config=dict(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=IDEFICS_TILE,
-            patch_size=16,
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=tile,
+            patch_size=patch,
         ),
         text_config=dict(
             model_type="llama", vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
         ),
-        scale_factor=2,  # (64 / 16)**2 / 2**2 = 4 tokens per tile
+        scale_factor=2,  # (tile / patch)**2 / 2**2 tokens per tile: 4 fitted, 169 as the real checkpoint
         image_token_id=tok.convert_tokens_to_ids("<image>"),
     )
     image_processor = Idefics3ImageProcessorPil(
-        size={"longest_edge": IDEFICS_LONGEST_EDGE}, max_image_size={"longest_edge": IDEFICS_TILE},
+        size={"longest_edge": longest}, max_image_size={"longest_edge": tile},
     )
     proc = tf.Idefics3Processor(
-        image_processor=image_processor, tokenizer=tok, image_seq_len=IDEFICS_SEQ_LEN, chat_template=template
+        image_processor=image_processor, tokenizer=tok, image_seq_len=seq_len, chat_template=template
     )
     return tf.Idefics3ForConditionalGeneration(cfg), proc
 
@@ -292,7 +321,7 @@ _BUILDERS: dict[str, Callable[[], tuple[Any, Any]]] = {
 }
 
 
-def build_tiny_vlm(family: str, out_dir: Path, *, seed: int = 0) -> Path:
+def build_tiny_vlm(family: str, out_dir: Path, *, seed: int = 0, checkpoint: bool = False) -> Path:
     """Build a tiny random VLM with its processor and save both into ``out_dir``.
 
     The folder reloads with ``AutoModelForImageTextToText.from_pretrained(out_dir)`` and
@@ -303,6 +332,8 @@ def build_tiny_vlm(family: str, out_dir: Path, *, seed: int = 0) -> Path:
         family: One of :data:`FAMILIES`.
         out_dir: Folder to write (created if missing).
         seed: torch seed for the random weights.
+        checkpoint: Carry the real checkpoint's chat template and pixel settings (see the module docstring);
+            only for :data:`CHECKPOINT_FAMILIES`.
 
     Returns:
         ``out_dir`` as a :class:`~pathlib.Path`.
@@ -312,12 +343,14 @@ def build_tiny_vlm(family: str, out_dir: Path, *, seed: int = 0) -> Path:
     """
     if family not in _BUILDERS:
         raise ValueError(f"unknown tiny VLM family {family!r}; choose one of {', '.join(FAMILIES)}")
+    if checkpoint and family not in CHECKPOINT_SETTINGS:
+        raise ValueError(f"no checkpoint settings for {family!r}; choose one of {', '.join(CHECKPOINT_FAMILIES)}")
     import torch
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    model, proc = _BUILDERS[family]()
+    model, proc = _BUILDERS[family](checkpoint=True) if checkpoint else _BUILDERS[family]()
     tok = proc.tokenizer
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
@@ -339,3 +372,13 @@ def tiny_vlm_path(family: str) -> Path:
     root = Path(tempfile.mkdtemp(prefix=f"awares-tiny-{family}-"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     return build_tiny_vlm(family, root / "model")
+
+
+@functools.cache
+def checkpoint_vlm_path(family: str) -> Path:
+    """A tiny VLM of ``family`` with the real checkpoint's template and pixel settings, built once per process."""
+    if family not in CHECKPOINT_SETTINGS:
+        raise ValueError(f"no checkpoint settings for {family!r}; choose one of {', '.join(CHECKPOINT_FAMILIES)}")
+    root = Path(tempfile.mkdtemp(prefix=f"awares-ckpt-{family}-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return build_tiny_vlm(family, root / "model", checkpoint=True)
