@@ -23,9 +23,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from awares_train.reproduce.pipeline import GRPO_RUNS, ReproduceConfig, cli_stage, run_stage
+from awares_train.reproduce.pipeline import GRPO_RUNS, ReproduceConfig, cli_stage, grpo_runs, run_stage
 
-__all__ = ["seed_dir", "grpo_runs", "write_bench_data", "build_bench_trajectories", "evaluate_on_bench",
+__all__ = ["seed_dir", "write_bench_data", "build_bench_trajectories", "evaluate_on_bench",
            "run_bench_reproduction", "BASE_MODES"]
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,6 @@ BASE_MODES = ["fullres", "lowres"]
 def seed_dir(cfg: ReproduceConfig, seed: int) -> Path:
     """Folder of one training seed's SFT, GRPO runs and their evaluations."""
     return cfg.work / f"seed-{seed}"
-
-
-def grpo_runs(cfg: ReproduceConfig) -> list[str]:
-    return list(GRPO_RUNS) if cfg.ablations else ["grpo"]
 
 
 def write_bench_data(cfg: ReproduceConfig) -> None:

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from awares_train.eval.harness import ModeSummary, intervals_markdown, plot_accuracy_vs_rtr, region_confusion_markdown
-from awares_train.reproduce.bench import BASE_MODES, grpo_runs, seed_dir
+from awares_train.reproduce.bench import seed_dir
 from awares_train.reproduce.history import plot_grpo_curves
+from awares_train.reproduce.pipeline import grpo_runs
 from awares_train.reproduce.report import PAPER_NO_CROP, _cpus, _label_no_crop_share, _pct, _shown, base_model_summary
 
 __all__ = ["write_bench_report", "load_cells", "check_bench_targets", "aggregate", "CELLS"]
@@ -91,7 +92,7 @@ def check_bench_targets(per_seed: dict[int, Cells]) -> dict[str, Any]:
         return all(a["seeds"] for a in aggs)
 
     full, grpo, sft = agg("fullres"), agg("grpo"), agg("sft")
-    no_tool, no_ans = agg("grpo-no-tool-cost"), agg("grpo-no-answer")
+    no_tool = agg("grpo-no-tool-cost")
     full_cap, grpo_cap = agg("fullres", "above-cap"), agg("grpo", "above-cap")
     grpo_nc, no_ans_nc = agg("grpo", "needs-crop"), agg("grpo-no-answer", "needs-crop")
     targets: dict[str, Any] = {}

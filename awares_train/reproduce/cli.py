@@ -52,11 +52,11 @@ def reproduce(
         raise typer.BadParameter(str(e)) from e
     if report_only:
         from awares_train.reproduce.bench_report import write_bench_report
-        from awares_train.reproduce.pipeline import _read_timings
+        from awares_train.reproduce.pipeline import read_timings
 
         if cfg.dataset != "bench":
             raise typer.BadParameter("--report-only needs --dataset bench")
-        results = write_bench_report(cfg, _read_timings(cfg.work / "timings.json"))
+        results = write_bench_report(cfg, read_timings(cfg.work / "timings.json"))
     else:
         results = run_reproduction(cfg)
     typer.echo((Path(cfg.docs) / "results.md").read_text())  # type: ignore[arg-type]

@@ -28,7 +28,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ReproduceConfig", "run_reproduction", "GRPO_RUNS", "default_base", "run_stage", "cli_stage"]
+__all__ = ["ReproduceConfig", "run_reproduction", "GRPO_RUNS", "default_base", "run_stage", "cli_stage", "grpo_runs",
+           "read_timings"]
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class ReproduceConfig(BaseModel):
         return self
 
 
-def _read_timings(path: Path) -> dict[str, float]:
+def read_timings(path: Path) -> dict[str, float]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
@@ -109,7 +110,7 @@ def run_stage(name: str, done: Path, timings: Path, fn: Any) -> None:
     t0 = time.time()
     fn()
     seconds = round(time.time() - t0, 1)
-    timings.write_text(json.dumps({**_read_timings(timings), name: seconds}, indent=2))
+    timings.write_text(json.dumps({**read_timings(timings), name: seconds}, indent=2))
     log.info("[%s] done in %.1f min", name, seconds / 60)
 
 
@@ -155,13 +156,14 @@ def cli_stage(command: str, config: Path, overrides: dict[str, Any]) -> None:
     subprocess.run(args, check=True)
 
 
-def _grpo_runs(cfg: ReproduceConfig) -> list[str]:
+def grpo_runs(cfg: ReproduceConfig) -> list[str]:
+    """The GRPO runs of a reproduction: full reward, plus each ablation when ``cfg.ablations``."""
     return list(GRPO_RUNS) if cfg.ablations else ["grpo"]
 
 
 def _evaluations(cfg: ReproduceConfig) -> list[tuple[str, Path, list[str]]]:
     runs = [("base", cfg.base, ["fullres", "lowres", "full_on_request"]), ("sft", cfg.work / "sft", ["awares"])]
-    return runs + [(name, cfg.work / name, ["awares"]) for name in _grpo_runs(cfg)]
+    return runs + [(name, cfg.work / name, ["awares"]) for name in grpo_runs(cfg)]
 
 
 def load_test_items(cfg: ReproduceConfig) -> list[Any]:
@@ -200,7 +202,7 @@ def run_reproduction(cfg: ReproduceConfig) -> dict[str, Any]:
     run_stage("sft", sft_dir / "awares.json", timings, lambda: cli_stage("sft", cfg.sft_config, {
         **common, "model_name_or_path": str(cfg.base), "train_data": str(cfg.work / "trajectories"),
         "output_dir": str(sft_dir), **cfg.sft_overrides}))
-    for name in _grpo_runs(cfg):
+    for name in grpo_runs(cfg):
         out, extra = cfg.work / name, GRPO_RUNS[name]
         overrides = {**common, "model_name_or_path": str(sft_dir), "train_data": str(cfg.work / "trajectories"),
                      "output_dir": str(out), **cfg.grpo_overrides, **extra}
@@ -209,4 +211,4 @@ def run_reproduction(cfg: ReproduceConfig) -> dict[str, Any]:
     for name, model, modes in _evaluations(cfg):
         run_stage(f"eval:{name}", cfg.work / "eval" / name / "report.json", timings,
                   lambda name=name, model=model, modes=modes: _evaluate(cfg, name, model, modes))
-    return write_report(cfg, [name for name, _, _ in _evaluations(cfg)], _read_timings(timings))
+    return write_report(cfg, [name for name, _, _ in _evaluations(cfg)], read_timings(timings))
