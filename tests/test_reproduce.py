@@ -58,7 +58,8 @@ def test_base_model_summary_reads_the_training_record_of_a_base_trained_here() -
 def test_quick_reproduction_runs_every_stage(tmp_path: Path) -> None:
     pytest.importorskip("trl")
     from awares_train.reproduce.cli import QUICK
-    from awares_train.reproduce.pipeline import ReproduceConfig, run_reproduction
+    from awares_train.reproduce.pipeline import ReproduceConfig
+    from awares_train.reproduce.run import run_reproduction
 
     cfg = ReproduceConfig(**QUICK, dataset="synthetic", work=tmp_path / "work", docs=tmp_path / "docs",
                           ablations=False, threads=1)
@@ -179,7 +180,8 @@ def test_quick_bench_reproduction_runs_every_stage_and_resumes(tmp_path: Path) -
     """``awares-train reproduce --quick`` on the benchmark from the shipped base: every stage, the report, a resume."""
     pytest.importorskip("trl")
     from awares_train.reproduce.cli import QUICK
-    from awares_train.reproduce.pipeline import ReproduceConfig, run_reproduction
+    from awares_train.reproduce.pipeline import ReproduceConfig
+    from awares_train.reproduce.run import run_reproduction
 
     settings = {**QUICK, "n_train": 40}
     cfg = ReproduceConfig(**settings, work=tmp_path / "work", docs=tmp_path / "docs", ablations=False, threads=1)

@@ -23,20 +23,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from awares_train.reproduce.pipeline import GRPO_RUNS, ReproduceConfig, cli_stage, grpo_runs, run_stage
+from awares_train.reproduce.pipeline import GRPO_RUNS, ReproduceConfig, cli_stage, grpo_runs, run_stage, seed_dir
 
-__all__ = ["seed_dir", "write_bench_data", "build_bench_trajectories", "evaluate_on_bench",
+__all__ = ["write_bench_data", "build_bench_trajectories", "evaluate_on_bench",
            "run_bench_reproduction", "BASE_MODES"]
 
 log = logging.getLogger(__name__)
 
 #: The base model's baselines: the capped full view (the accuracy to match) and the low-res view alone.
 BASE_MODES = ["fullres", "lowres"]
-
-
-def seed_dir(cfg: ReproduceConfig, seed: int) -> Path:
-    """Folder of one training seed's SFT, GRPO runs and their evaluations."""
-    return cfg.work / f"seed-{seed}"
 
 
 def write_bench_data(cfg: ReproduceConfig) -> None:

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from awares_train.eval.harness import ModeSummary, intervals_markdown, plot_accuracy_vs_rtr, region_confusion_markdown
-from awares_train.reproduce.bench import seed_dir
 from awares_train.reproduce.history import plot_grpo_curves
-from awares_train.reproduce.pipeline import grpo_runs
+from awares_train.reproduce.pipeline import grpo_runs, seed_dir
 from awares_train.reproduce.report import PAPER_NO_CROP, _cpus, _label_no_crop_share, _pct, _shown, base_model_summary
 
 __all__ = ["write_bench_report", "load_cells", "check_bench_targets", "aggregate", "CELLS"]

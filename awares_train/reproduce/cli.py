@@ -28,7 +28,8 @@ def reproduce(
     quick: bool = typer.Option(False, "--quick", help="A few samples and steps per stage (smoke test)."),
 ) -> None:
     """Benchmark (or synthetic) data -> trajectories -> SFT -> GRPO (+ ablations) -> evaluation -> report."""
-    from awares_train.reproduce.pipeline import ReproduceConfig, run_reproduction
+    from awares_train.reproduce.pipeline import ReproduceConfig
+    from awares_train.reproduce.run import run_reproduction
 
     if dataset not in ("bench", "synthetic"):
         raise typer.BadParameter(f"--dataset must be bench or synthetic, got {dataset!r}")

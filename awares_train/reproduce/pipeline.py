@@ -1,6 +1,6 @@
 """Run the reproduction stage by stage; every stage is skipped when its output already exists (resumable).
 
-Two data sets: ``bench`` (default: the ``awares-bench`` needle benchmark, ``tiny`` profile; stages in
+Two data sets (:mod:`awares_train.reproduce.run` picks one): ``bench`` (default: the ``awares-bench`` needle benchmark, ``tiny`` profile; stages in
 :mod:`awares_train.reproduce.bench`) and ``synthetic`` (the first reproduction's one-code task). The synthetic
 stages and where they write (under ``work``):
 
@@ -28,8 +28,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ReproduceConfig", "run_reproduction", "GRPO_RUNS", "default_base", "run_stage", "cli_stage", "grpo_runs",
-           "read_timings"]
+__all__ = ["ReproduceConfig", "run_synthetic_reproduction", "GRPO_RUNS", "default_base", "run_stage", "cli_stage", "grpo_runs",
+           "read_timings", "seed_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,11 @@ def cli_stage(command: str, config: Path, overrides: dict[str, Any]) -> None:
     subprocess.run(args, check=True)
 
 
+def seed_dir(cfg: ReproduceConfig, seed: int) -> Path:
+    """Folder of one training seed's SFT, GRPO runs and their evaluations."""
+    return cfg.work / f"seed-{seed}"
+
+
 def grpo_runs(cfg: ReproduceConfig) -> list[str]:
     """The GRPO runs of a reproduction: full reward, plus each ablation when ``cfg.ablations``."""
     return list(GRPO_RUNS) if cfg.ablations else ["grpo"]
@@ -181,19 +186,10 @@ def _evaluate(cfg: ReproduceConfig, name: str, model: Path, modes: list[str]) ->
     report.save(cfg.work / "eval" / name)
 
 
-def run_reproduction(cfg: ReproduceConfig) -> dict[str, Any]:
-    """Run (or resume) every stage, then write the report; returns the results record."""
-    import torch
-
+def run_synthetic_reproduction(cfg: ReproduceConfig) -> dict[str, Any]:
+    """Run (or resume) every stage of the synthetic reproduction, then write the report; returns the results."""
     from awares_train.reproduce.report import write_report
 
-    torch.set_num_threads(cfg.threads)
-    cfg.work.mkdir(parents=True, exist_ok=True)
-    (cfg.work / "reproduce.json").write_text(cfg.model_dump_json(indent=2))
-    if cfg.dataset == "bench":
-        from awares_train.reproduce.bench import run_bench_reproduction
-
-        return run_bench_reproduction(cfg)
     timings = cfg.work / "timings.json"
     common = {"seed": cfg.seed, "torch_threads": cfg.threads}
     run_stage("data", cfg.work / "data" / "test" / "records.jsonl", timings, lambda: _write_data(cfg))
