@@ -35,13 +35,13 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from awares_train.bench.generator import BenchConfig, GenerationError, generate_item
-from awares_train.tiny.batches import ConversationEncoder, collate, patchify
+from awares_train.tiny.batches import ConversationEncoder
 from awares_train.tiny.bench_views import BenchViews, bench_profile, item_views, vqa_example, where_example
 from awares_train.tiny.common import Clock, load_ckpt, lr_at, make_optimizer, save_ckpt
 from awares_train.tiny.evaluate import turn_exact
-from awares_train.tiny.tasks import Example
+from awares_train.tiny.tasks import Example, vqa_batch
 
-__all__ = ["BenchStageConfig", "vqa_batch", "lm_step", "tf_exact", "eval_set", "bench_eval", "digit_curve",
+__all__ = ["BenchStageConfig", "lm_step", "tf_exact", "eval_set", "bench_eval", "digit_curve",
            "run_stage_bench", "time_decay", "PLAN"]
 
 logger = logging.getLogger(__name__)
@@ -82,18 +82,6 @@ class BenchStageConfig(BaseModel):
             raise ValueError(f"plan needs kind:size pairs with kinds among {', '.join(KINDS)} and sizes >= 1; "
                              f"got {v!r}")
         return v
-
-
-def vqa_batch(examples: list[Example], enc: ConversationEncoder) -> dict[str, torch.Tensor]:
-    """Model inputs with assistant-only labels; images of any size (sides multiples of 28), in order."""
-    seqs = [enc.encode(e.conv) for e in examples]
-    rows, grids = [], []
-    for e in examples:
-        for img in e.images:
-            r, g = patchify(img)
-            rows.append(r)
-            grids.append(g)
-    return collate(seqs, rows, grids, enc.tok.pad_token_id, enc.image_pad)
 
 
 def _image_tokens(e: Example) -> int:
