@@ -12,14 +12,15 @@ PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q
 # no -march=native, so a cached wheel works on any x86-64 machine with AVX2.
 LLAMA_ENV := CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" CMAKE_BUILD_PARALLEL_LEVEL=2
 
-.PHONY: demo test test-fast lint bench clean help system-deps reproduce reproduce-from-scratch
+.PHONY: demo test test-fast lint bench clean help system-deps reproduce reproduce-synthetic reproduce-from-scratch
 
 help:
 	@echo "make demo   - set up and run the embedded default model on a shipped example image"
 	@echo "make test   - set up and run the test suite"
 	@echo "make bench  - run the benchmarks in benchmarks/"
-	@echo "make reproduce              - AwaRes stages (data, SFT, GRPO, eval) from the shipped tiny-base (<1 h, CPU)"
-	@echo "make reproduce-from-scratch - the base model from random weights too, then the AwaRes stages (<3 h, CPU)"
+	@echo "make reproduce              - tiny-base adapted to awares-bench, then the AwaRes stages (data, SFT, GRPO, eval)"
+	@echo "make reproduce-synthetic    - the same on the synthetic one-code task (the first reproduction)"
+	@echo "make reproduce-from-scratch - the base model from random weights and its benchmark adaptation too"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,18 +60,31 @@ test: $(VENV)/.test-deps
 test-fast: $(VENV)/.test-deps
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# The tiny AwaRes reproduction (docs/reproduce/results.md). Resumable: a rerun skips finished stages;
-# delete the work folder to start over. REPRODUCE_ARGS=--threads 1 while other jobs share the CPU.
+# The tiny AwaRes reproduction on awares-bench (docs/reproduce-bench/results.md): the shipped tiny-base adapted
+# to the benchmark's views (BENCH_BASE_MINUTES, wall clock, resumable), then one training seed of the AwaRes
+# stages. Resumable: a rerun skips finished stages (SFT and GRPO continue from their last checkpoint);
+# delete the runs/ folders to start over. REPRODUCE_ARGS=--threads 1 while other jobs share the CPU;
+# REPRODUCE_ARGS="--seeds 0,1,2" for the three seeds (same work folder: seed 0 is reused).
 REPRODUCE_ARGS ?=
+BENCH_BASE_MINUTES ?= 60
 reproduce: $(VENV)/.test-deps
-	$(BIN)/awares-train reproduce --work runs/reproduce --docs docs/reproduce $(REPRODUCE_ARGS)
+	$(BIN)/python -m awares_train.tiny.train_bench_base --out runs/bench-base/model --work runs/bench-base/work \
+	  --minutes $(BENCH_BASE_MINUTES)
+	$(BIN)/awares-train reproduce --base runs/bench-base/model --work runs/reproduce-bench $(REPRODUCE_ARGS)
 
-# Stage A + B of the base model (time-boxed: 31 + 80 minutes, as the shipped tiny-base), then the above.
+# The first reproduction, on the synthetic one-code task (docs/reproduce/results.md).
+reproduce-synthetic: $(VENV)/.test-deps
+	$(BIN)/awares-train reproduce --dataset synthetic --work runs/reproduce --docs docs/reproduce $(REPRODUCE_ARGS)
+
+# The base model from random weights (stage A + B, 31 + 80 minutes as the shipped tiny-base; then its adaptation
+# to the benchmark), then the AwaRes stages.
 reproduce-from-scratch: $(VENV)/.test-deps
-	$(BIN)/python -m awares_train.tiny.train_base --out runs/scratch/tiny-base --work runs/scratch/base \
+	$(BIN)/python -m awares_train.tiny.train_base --out runs/scratch/tiny-base-synthetic --work runs/scratch/base \
 	  --a-minutes 31 --b-minutes 80
-	$(BIN)/awares-train reproduce --base runs/scratch/tiny-base --work runs/scratch/reproduce \
-	  --docs docs/reproduce-from-scratch $(REPRODUCE_ARGS)
+	$(BIN)/python -m awares_train.tiny.train_bench_base --base runs/scratch/tiny-base-synthetic \
+	  --out runs/scratch/tiny-base --work runs/scratch/bench-base --minutes $(BENCH_BASE_MINUTES)
+	$(BIN)/awares-train reproduce --base runs/scratch/tiny-base --work runs/scratch/reproduce-bench \
+	  --docs docs/reproduce-bench-from-scratch $(REPRODUCE_ARGS)
 
 bench: $(VENV)/.test-deps
 	$(BIN)/python benchmarks/crop_engine.py

@@ -58,9 +58,11 @@ def test_base_model_summary_reads_the_training_record_of_a_base_trained_here() -
 def test_quick_reproduction_runs_every_stage(tmp_path: Path) -> None:
     pytest.importorskip("trl")
     from awares_train.reproduce.cli import QUICK
-    from awares_train.reproduce.pipeline import ReproduceConfig, run_reproduction
+    from awares_train.reproduce.pipeline import ReproduceConfig
+    from awares_train.reproduce.run import run_reproduction
 
-    cfg = ReproduceConfig(**QUICK, work=tmp_path / "work", docs=tmp_path / "docs", ablations=False, threads=1)
+    cfg = ReproduceConfig(**QUICK, dataset="synthetic", work=tmp_path / "work", docs=tmp_path / "docs",
+                          ablations=False, threads=1)
     results = run_reproduction(cfg)
     labels = {(s["label"], s["mode"]) for s in results["summaries"] if s["benchmark"] == "overall"}
     assert labels == {("base", "fullres"), ("base", "lowres"), ("base", "full_on_request"), ("sft", "awares"),
@@ -97,3 +99,109 @@ def test_quick_reproduction_runs_every_stage(tmp_path: Path) -> None:
     res = crop_on_demand(image, questions[0]["question"], backend=f"transformers:{tmp_path / 'shipped'}",
                          max_new_tokens=8)
     assert res.error is None and res.tokens.spent > 0 and res.trace[0]["role"] == "system"
+
+
+# --- the benchmark reproduction ------------------------------------------------------------------------------
+
+def _bench_cell(run: str, mode: str, cell: str, acc: float, rtr: float, no_crop: float = 0.8) -> ModeSummary:
+    return ModeSummary(label=run, mode=mode, benchmark=cell, n=100, accuracy=acc, mean_rtr=rtr,
+                       mean_pixel_ratio=rtr, crops_per_sample=1 - no_crop, no_crop_share=no_crop, mean_rounds=1.0,
+                       mean_latency_s=0.1, p50_latency_s=0.1, errors=0, accuracy_ci=(acc - 0.05, acc + 0.05))
+
+
+def _bench_cells(grpo: float, grpo_rtr: float, no_tool_nc: float, no_ans_acc: float, cap_acc: float) -> dict:
+    rows = [("base", "fullres", "overall", 0.80, 1.0, 1.0), ("base", "lowres", "overall", 0.55, 0.25, 1.0),
+            ("base", "fullres", "above-cap", 0.50, 1.0, 1.0),
+            ("sft", "awares", "overall", 0.78, 0.42, 0.70), ("grpo", "awares", "overall", grpo, grpo_rtr, 0.78),
+            ("grpo", "awares", "needs-crop", 0.70, 0.5, 0.1), ("grpo", "awares", "above-cap", cap_acc, 0.6, 0.5),
+            ("grpo-no-tool-cost", "awares", "overall", 0.80, 0.6, no_tool_nc),
+            ("grpo-no-answer", "awares", "needs-crop", no_ans_acc, 0.3, 0.9)]
+    return {(r, m, c): _bench_cell(r, m, c, a, t, n) for r, m, c, a, t, n in rows}
+
+
+def test_bench_targets_on_the_mean_over_seeds() -> None:
+    from awares_train.reproduce.bench_report import aggregate, check_bench_targets
+
+    good = {0: _bench_cells(0.80, 0.38, 0.40, 0.30, 0.70), 1: _bench_cells(0.79, 0.36, 0.50, 0.35, 0.66)}
+    t = check_bench_targets(good)
+    assert all(v["holds"] for v in t.values()), t
+    assert t["grpo_within_1pt_of_fullres_at_rtr_0.40"]["gap_points"] == pytest.approx(0.5)
+    assert [r["seed"] for r in t["grpo_within_1pt_of_fullres_at_rtr_0.40"]["grpo"]] == [0, 1]
+    spread = aggregate(good, "grpo", "overall")["accuracy"]
+    assert spread["mean"] == pytest.approx(0.795) and spread["min"] == 0.79 and spread["sd"] == pytest.approx(0.00707, 1e-2)
+    # each target can fail on its own: GRPO 3 points under full resolution, ablations without their signature,
+    # above the cap no better than the capped full view
+    bad = {0: _bench_cells(0.77, 0.38, 0.90, 0.75, 0.50)}
+    t = check_bench_targets(bad)
+    assert not t["grpo_within_1pt_of_fullres_at_rtr_0.40"]["holds"]
+    assert not t["no_tool_cost_crops_more_and_rtr_rises"]["holds"]
+    assert not t["no_answer_reward_needs_crop_accuracy_falls"]["holds"]
+    assert not t["above_cap_awares_beats_fullres_at_fewer_tokens"]["holds"]
+    # runs not evaluated yet are reported as such, not as failures
+    partial = {0: {k: v for k, v in good[0].items() if k[0] in ("base", "sft")}}
+    assert check_bench_targets(partial)["grpo_no_crop_share_above_sft"]["holds"] is None
+
+
+def test_log_history_reads_metrics_jsonl_or_trainer_state(tmp_path: Path) -> None:
+    from awares_train.reproduce.history import plot_grpo_curves, read_log_history, series
+
+    jsonl_run, state_run = tmp_path / "a", tmp_path / "b"
+    jsonl_run.mkdir()
+    rows = [{"step": 1, "reward": 1.0, "frac_reward_zero_std": 0.5}, {"step": 2, "reward": 2.0},
+            {"step": 2, "reward": 3.0, "awares/no_crop_share": 0.75}, {"train_runtime": 9.0}]
+    (jsonl_run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ckpt = state_run / "checkpoint-20"
+    ckpt.mkdir(parents=True)
+    (state_run / "checkpoint-10").mkdir()
+    (state_run / "checkpoint-10" / "trainer_state.json").write_text(json.dumps({"log_history": [{"step": 1}]}))
+    (ckpt / "trainer_state.json").write_text(json.dumps({"log_history": rows}))
+    for run in (jsonl_run, state_run):  # a resumed run's repeated step: the last row wins, merged
+        got = read_log_history(run)
+        assert [r["step"] for r in got] == [1, 2] and got[1]["reward"] == 3.0 and got[1]["awares/no_crop_share"] == 0.75
+        assert series(got, "reward") == ([1, 2], [1.0, 3.0])
+    assert plot_grpo_curves(jsonl_run, tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert plot_grpo_curves(tmp_path / "empty", tmp_path / "d.png") is None
+
+
+def test_reproduce_config_defaults_follow_the_dataset(tmp_path: Path) -> None:
+    from awares_train.reproduce.pipeline import ReproduceConfig
+
+    bench = ReproduceConfig(work=tmp_path)
+    assert bench.dataset == "bench" and bench.n_test == 1000 and bench.seeds == [0]
+    assert bench.sft_config.name == "sft_tiny_bench.yaml" and str(bench.docs) == "docs/reproduce-bench"
+    synthetic = ReproduceConfig(dataset="synthetic", work=tmp_path)
+    assert synthetic.n_train == 2400 and synthetic.grpo_config.name == "grpo_tiny_reproduce.yaml"
+    with pytest.raises(ValueError, match="seeds"):
+        ReproduceConfig(dataset="synthetic", seeds=[0, 1])
+
+
+@pytest.mark.slow
+def test_quick_bench_reproduction_runs_every_stage_and_resumes(tmp_path: Path) -> None:
+    """``awares-train reproduce --quick`` on the benchmark from the shipped base: every stage, the report, a resume."""
+    pytest.importorskip("trl")
+    from awares_train.reproduce.cli import QUICK
+    from awares_train.reproduce.pipeline import ReproduceConfig
+    from awares_train.reproduce.run import run_reproduction
+
+    settings = {**QUICK, "n_train": 40}
+    cfg = ReproduceConfig(**settings, work=tmp_path / "work", docs=tmp_path / "docs", ablations=False, threads=1)
+    results = run_reproduction(cfg)
+    assert (cfg.work / "data" / "test" / "items.jsonl").read_text().count("\n") == 8
+    assert (cfg.work / "trajectories" / "data.jsonl").stat().st_size > 0
+    cells = {(s["label"], s["mode"], s["benchmark"]) for s in results["per_seed"]["0"]}
+    assert {("base", "fullres", "overall"), ("base", "lowres", "overall"), ("sft", "awares", "overall"),
+            ("grpo", "awares", "overall"), ("grpo", "awares", "above-cap")} <= cells
+    import yaml
+
+    grpo = yaml.safe_load((cfg.work / "seed-0" / "grpo" / "config.yaml").read_text())
+    assert grpo["completion_budget"] == "auto" and grpo["max_crops"] == 2
+    assert grpo["max_completion_length"] > 2 * 16  # sized to two crops' visual tokens plus the answer
+    assert (cfg.docs / "grpo_curves" / "seed-0-grpo.png").read_bytes()[:4] == b"\x89PNG"
+    md = (cfg.docs / "results.md").read_text()
+    assert "## Targets" in md and "grpo_within_1pt_of_fullres_at_rtr_0.40" in md and "oracle RTR" in md
+    assert set(results["stage_seconds"]) >= {"data", "trajectories", "eval:base", "seed-0/sft", "seed-0/grpo",
+                                             "seed-0/eval:grpo"}
+    metrics = [json.loads(line) for line in (cfg.work / "seed-0" / "grpo" / "metrics.jsonl").read_text().splitlines()]
+    assert all(m.get("awares/rolled_back_crops", 0.0) == 0.0 for m in metrics)  # the budget holds every crops turn
+    again = run_reproduction(cfg)  # a rerun finds every stage done
+    assert again["stage_seconds"] == results["stage_seconds"]

@@ -1,7 +1,7 @@
 """The tiny model's training entry points run end to end, time-boxed to seconds, and resume.
 
-``train_base`` (stage A dense pre-training, stage B VQA) and ``train_awares`` (stage C) are what made
-the shipped models; here each runs a few steps from random weights into a temporary folder, so a
+``train_base`` (stage A dense pre-training, stage B VQA) made the shipped tiny-base and ``train_bench_base``
+adapts it to awares-bench; here each runs a few steps from random weights into a temporary folder, so a
 change to the stages' loops, checkpoints or exports is caught before a real (hour-long) run.
 """
 
@@ -17,8 +17,8 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
 
 
-def test_train_base_then_awares_write_models_and_resume(tmp_path):
-    from awares_train.tiny import train_awares, train_base
+def test_train_base_writes_a_model_and_resumes(tmp_path):
+    from awares_train.tiny import train_base
     from awares_train.tiny.common import load_ckpt
 
     work, base = tmp_path / "runs-base", tmp_path / "tiny-base"
@@ -37,11 +37,34 @@ def test_train_base_then_awares_write_models_and_resume(tmp_path):
     assert f"stage B resumed at step {b['step']} " in (work / "train_base.log").read_text()
     assert load_ckpt(work / "stageB.pt")["step"] > b["step"]
 
-    out = tmp_path / "tiny-awares"
-    train_awares.main(["--base", str(base), "--out", str(out), "--work", str(tmp_path / "runs-aw"),
-                       "--base-state", str(work / "stageB.pt"), "--minutes", "0.1", "--eval-n", "2",
-                       "--final-n", "2", "--threads", "1"])
+
+def test_train_bench_base_writes_a_capped_model_and_resumes(tmp_path):
+    """The base adaptation to awares-bench: a few small steps, the model folder, the checkpoint, a resume."""
+    from awares_train.tiny import train_bench_base
+    from awares_train.tiny.common import load_ckpt
+
+    work, out = tmp_path / "work", tmp_path / "bench-base"
+    common = ["--out", str(out), "--work", str(work), "--eval-n", "4", "--final-n", "4", "--old-eval-n", "2",
+              "--threads", "1", "--plan", "crop:2,low:2,where:2,full:1,old:2"]
+    train_bench_base.main([*common, "--minutes", "0.15"])
     card = json.loads((out / "awares.json").read_text())
-    assert card["training"]["stage"] == "awares"
-    assert {"teacher_forced_test_font28", "loop_eval"} <= set(card["metrics"])
-    assert load_ckpt(tmp_path / "runs-aw" / "stageC.pt")["done"]
+    assert card["training"]["stage"] == "bench-base" and card["max_pixels"] == 448 * 448
+    assert card["training"]["stage_a_minutes"] > 0  # the shipped base's own record is kept
+    test = card["metrics"]["heldout_bench_test"]
+    for key in ("crop", "low@ok", "low@small", "full@ok", "where", "crop@document"):
+        assert 0.0 <= test[key] <= 1.0
+    assert {c["view"] for c in card["metrics"]["digit_curve"]} == {"crop", "low", "full"}
+    processor = json.loads((out / "processor_config.json").read_text())["image_processor"]
+    assert processor["size"]["longest_edge"] == 448 * 448  # the model sees what the bench profile assumes
+    st = load_ckpt(work / "stage_bench.pt")
+    assert st["done"] and st["step"] >= 1 and st["history"][0]["step"] == 0 and st["record"]["bench_test"]
+
+    # A longer time box resumes from the checkpoint; the same one finds the stage done and changes nothing.
+    longer = ["--minutes", f"{st['elapsed'] / 60 + 0.05:.3f}"]
+    train_bench_base.main([*common, *longer])
+    assert f"bench stage resumed at step {st['step']} " in (work / "train_bench_base.log").read_text()
+    again = load_ckpt(work / "stage_bench.pt")
+    assert again["step"] > st["step"]
+    train_bench_base.main([*common, *longer])
+    assert load_ckpt(work / "stage_bench.pt")["step"] == again["step"]
+    assert "bench stage already done" in (work / "train_bench_base.log").read_text()

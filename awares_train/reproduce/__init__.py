@@ -5,6 +5,7 @@ Everything runs through the package's own entry points (``build_dataset``, ``awa
 default), and writes a results table and an accuracy-vs-RTR plot. ``make reproduce`` calls it.
 """
 
-from awares_train.reproduce.pipeline import ReproduceConfig, run_reproduction
+from awares_train.reproduce.pipeline import ReproduceConfig
+from awares_train.reproduce.run import run_reproduction
 
 __all__ = ["ReproduceConfig", "run_reproduction"]

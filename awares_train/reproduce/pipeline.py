@@ -1,6 +1,8 @@
 """Run the reproduction stage by stage; every stage is skipped when its output already exists (resumable).
 
-Stages and where they write (under ``work``):
+Two data sets (:mod:`awares_train.reproduce.run` picks one): ``bench`` (default: the ``awares-bench`` needle benchmark, ``tiny`` profile; stages in
+:mod:`awares_train.reproduce.bench`) and ``synthetic`` (the first reproduction's one-code task). The synthetic
+stages and where they write (under ``work``):
 
 1. ``data/train``, ``data/test``: synthetic high-resolution VQA records (train fonts vary, test font fixed).
 2. ``trajectories``: ``build_dataset`` with the base model answering low-res and full-res, the exact-match
@@ -22,11 +24,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ReproduceConfig", "run_reproduction", "GRPO_RUNS", "default_base"]
+__all__ = ["ReproduceConfig", "run_synthetic_reproduction", "GRPO_RUNS", "default_base", "run_stage", "cli_stage", "grpo_runs",
+           "read_timings", "seed_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -47,33 +50,58 @@ def default_base() -> Path:
     return Path(awares_tool.__file__).resolve().parent / "models" / "tiny-base"
 
 
+#: Defaults that depend on the data set: training records, test questions, SFT and GRPO configs, docs folder.
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "synthetic": {"n_train": 2400, "n_test": 200, "sft_config": CONFIGS / "sft_tiny_reproduce.yaml",
+                  "grpo_config": CONFIGS / "grpo_tiny_reproduce.yaml", "docs": Path("docs/reproduce")},
+    "bench": {"n_train": 2000, "n_test": 1000, "sft_config": CONFIGS / "sft_tiny_bench.yaml",
+              "grpo_config": CONFIGS / "grpo_tiny_bench.yaml", "docs": Path("docs/reproduce-bench")},
+}
+
+
 class ReproduceConfig(BaseModel):
-    """Settings of one reproduction run (saved as ``work/reproduce.json``)."""
+    """Settings of one reproduction run (saved as ``work/reproduce.json``); unset sizes and configs follow ``dataset``."""
 
     model_config = ConfigDict(extra="forbid")
 
+    dataset: Literal["bench", "synthetic"] = Field(
+        "bench", description="bench: the awares-bench needle benchmark (tiny profile); synthetic: the one-code task.")
     base: Path = Field(default_factory=default_base, description="Base VLM folder the AwaRes stages start from.")
     work: Path = Field(Path("runs/reproduce"), description="Folder for data, trajectories, models and eval runs.")
-    docs: Path = Field(Path("docs/reproduce"), description="Folder for results.md/json and the plot.")
-    n_train: int = Field(2400, ge=4, description="Synthetic training records (before the judge drops some).")
-    n_test: int = Field(200, ge=2, description="Held-out test questions (half need a crop).")
-    train_fonts: tuple[int, int] = Field((22, 32), description="Font size range of the training codes.")
-    test_font: int = Field(28, description="Font size of the test codes.")
-    sft_config: Path = Field(CONFIGS / "sft_tiny_reproduce.yaml")
-    grpo_config: Path = Field(CONFIGS / "grpo_tiny_reproduce.yaml")
+    docs: Path | None = Field(None, description="Folder for results.md/json and the plots.")
+    n_train: int | None = Field(None, ge=4, description="Training records (before the judge drops some).")
+    n_test: int | None = Field(None, ge=2, description="Held-out test questions.")
+    train_fonts: tuple[int, int] = Field((22, 32), description="synthetic: font size range of the training codes.")
+    test_font: int = Field(28, description="synthetic: font size of the test codes.")
+    bench_seed: int = Field(0, description="bench: generator seed of the train and test splits (0: the published one).")
+    sft_config: Path | None = None
+    grpo_config: Path | None = None
     sft_overrides: dict[str, Any] = Field(default_factory=dict, description="Extra SFT config fields.")
     grpo_overrides: dict[str, Any] = Field(default_factory=dict, description="Extra fields for every GRPO run.")
     ablations: bool = Field(True, description="Also run GRPO without each reward term.")
     threads: int = Field(2, ge=1, description="torch threads of every stage (1 on a busy machine: oversubscribed "
                                               "threads make torch many times slower).")
     seed: int = 0
+    seeds: list[int] | None = Field(None, description="bench: training seeds (SFT, GRPO, evaluation per seed; data, "
+                                                      "trajectories and the base's evaluation are shared).")
+
+    @model_validator(mode="after")
+    def _dataset_defaults(self) -> "ReproduceConfig":
+        for key, value in DATASET_DEFAULTS[self.dataset].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.seeds is None:
+            self.seeds = [self.seed]
+        if self.dataset == "synthetic" and self.seeds != [self.seed]:
+            raise ValueError("several --seeds need --dataset bench (the synthetic pipeline runs one seed)")
+        return self
 
 
-def _read_timings(path: Path) -> dict[str, float]:
+def read_timings(path: Path) -> dict[str, float]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _stage(name: str, done: Path, timings: Path, fn: Any) -> None:
+def run_stage(name: str, done: Path, timings: Path, fn: Any) -> None:
     """Run ``fn`` unless ``done`` exists; add its wall time under ``name`` to the ``timings`` JSON file."""
     if done.exists():
         log.info("[%s] already done (%s)", name, done)
@@ -82,7 +110,7 @@ def _stage(name: str, done: Path, timings: Path, fn: Any) -> None:
     t0 = time.time()
     fn()
     seconds = round(time.time() - t0, 1)
-    timings.write_text(json.dumps({**_read_timings(timings), name: seconds}, indent=2))
+    timings.write_text(json.dumps({**read_timings(timings), name: seconds}, indent=2))
     log.info("[%s] done in %.1f min", name, seconds / 60)
 
 
@@ -104,8 +132,23 @@ def _build_trajectories(cfg: ReproduceConfig) -> None:
         region_rule="cover", region_threshold=1.0, seed=cfg.seed, progress=True))
 
 
-def _cli(command: str, config: Path, overrides: dict[str, Any]) -> None:
-    """``awares-train COMMAND --config CONFIG --set k=v ...`` in a subprocess (fails loudly)."""
+def _latest_checkpoint(output_dir: Path) -> Path | None:
+    """The newest ``checkpoint-N`` folder a Trainer left in ``output_dir`` (None: start afresh)."""
+    found = [(int(p.name.split("-")[-1]), p) for p in output_dir.glob("checkpoint-*")
+             if p.is_dir() and p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()]
+    return max(found)[1] if found else None
+
+
+def cli_stage(command: str, config: Path, overrides: dict[str, Any]) -> None:
+    """``awares-train COMMAND --config CONFIG --set k=v ...`` in a subprocess (fails loudly).
+
+    A run stopped midway continues from the newest checkpoint in its ``output_dir`` (where the config saves
+    any: the bench configs save every few steps), so a long stage is not redone from its start.
+    """
+    ckpt = _latest_checkpoint(Path(overrides["output_dir"])) if "output_dir" in overrides else None
+    if ckpt is not None:
+        log.info("resuming %s from %s", command, ckpt)
+        overrides = {**overrides, "resume_from_checkpoint": str(ckpt)}
     args = [sys.executable, "-m", "awares_train.cli", command, "--config", str(config)]
     for k, v in overrides.items():
         args += ["--set", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
@@ -113,13 +156,19 @@ def _cli(command: str, config: Path, overrides: dict[str, Any]) -> None:
     subprocess.run(args, check=True)
 
 
-def _grpo_runs(cfg: ReproduceConfig) -> list[str]:
+def seed_dir(cfg: ReproduceConfig, seed: int) -> Path:
+    """Folder of one training seed's SFT, GRPO runs and their evaluations."""
+    return cfg.work / f"seed-{seed}"
+
+
+def grpo_runs(cfg: ReproduceConfig) -> list[str]:
+    """The GRPO runs of a reproduction: full reward, plus each ablation when ``cfg.ablations``."""
     return list(GRPO_RUNS) if cfg.ablations else ["grpo"]
 
 
 def _evaluations(cfg: ReproduceConfig) -> list[tuple[str, Path, list[str]]]:
     runs = [("base", cfg.base, ["fullres", "lowres", "full_on_request"]), ("sft", cfg.work / "sft", ["awares"])]
-    return runs + [(name, cfg.work / name, ["awares"]) for name in _grpo_runs(cfg)]
+    return runs + [(name, cfg.work / name, ["awares"]) for name in grpo_runs(cfg)]
 
 
 def load_test_items(cfg: ReproduceConfig) -> list[Any]:
@@ -137,29 +186,25 @@ def _evaluate(cfg: ReproduceConfig, name: str, model: Path, modes: list[str]) ->
     report.save(cfg.work / "eval" / name)
 
 
-def run_reproduction(cfg: ReproduceConfig) -> dict[str, Any]:
-    """Run (or resume) every stage, then write the report; returns the results record."""
-    import torch
-
+def run_synthetic_reproduction(cfg: ReproduceConfig) -> dict[str, Any]:
+    """Run (or resume) every stage of the synthetic reproduction, then write the report; returns the results."""
     from awares_train.reproduce.report import write_report
 
-    torch.set_num_threads(cfg.threads)
-    cfg.work.mkdir(parents=True, exist_ok=True)
-    (cfg.work / "reproduce.json").write_text(cfg.model_dump_json(indent=2))
     timings = cfg.work / "timings.json"
     common = {"seed": cfg.seed, "torch_threads": cfg.threads}
-    _stage("data", cfg.work / "data" / "test" / "records.jsonl", timings, lambda: _write_data(cfg))
-    _stage("trajectories", cfg.work / "trajectories" / "stats.json", timings, lambda: _build_trajectories(cfg))
+    run_stage("data", cfg.work / "data" / "test" / "records.jsonl", timings, lambda: _write_data(cfg))
+    run_stage("trajectories", cfg.work / "trajectories" / "stats.json", timings, lambda: _build_trajectories(cfg))
     sft_dir = cfg.work / "sft"
-    _stage("sft", sft_dir / "awares.json", timings, lambda: _cli("sft", cfg.sft_config, {
+    run_stage("sft", sft_dir / "awares.json", timings, lambda: cli_stage("sft", cfg.sft_config, {
         **common, "model_name_or_path": str(cfg.base), "train_data": str(cfg.work / "trajectories"),
         "output_dir": str(sft_dir), **cfg.sft_overrides}))
-    for name in _grpo_runs(cfg):
+    for name in grpo_runs(cfg):
         out, extra = cfg.work / name, GRPO_RUNS[name]
-        _stage(name, out / "awares.json", timings, lambda out=out, extra=extra: _cli("grpo", cfg.grpo_config, {
-            **common, "model_name_or_path": str(sft_dir), "train_data": str(cfg.work / "trajectories"),
-            "output_dir": str(out), **cfg.grpo_overrides, **extra}))
+        overrides = {**common, "model_name_or_path": str(sft_dir), "train_data": str(cfg.work / "trajectories"),
+                     "output_dir": str(out), **cfg.grpo_overrides, **extra}
+        run_stage(name, out / "awares.json", timings,
+                  lambda overrides=overrides: cli_stage("grpo", cfg.grpo_config, overrides))
     for name, model, modes in _evaluations(cfg):
-        _stage(f"eval:{name}", cfg.work / "eval" / name / "report.json", timings,
-               lambda name=name, model=model, modes=modes: _evaluate(cfg, name, model, modes))
-    return write_report(cfg, [name for name, _, _ in _evaluations(cfg)], _read_timings(timings))
+        run_stage(f"eval:{name}", cfg.work / "eval" / name / "report.json", timings,
+                  lambda name=name, model=model, modes=modes: _evaluate(cfg, name, model, modes))
+    return write_report(cfg, [name for name, _, _ in _evaluations(cfg)], read_timings(timings))

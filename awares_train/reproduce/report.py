@@ -58,11 +58,12 @@ def check_targets(cells: dict[tuple[str, str], ModeSummary]) -> dict[str, Any]:
 def base_model_summary(card: dict[str, Any]) -> dict[str, Any]:
     """What the base model's ``awares.json`` says of its own training: minutes per stage and held-out accuracy.
 
-    A base trained here from random weights (``awares_train.tiny.train_base``) records both, so the report can
-    state the time of the whole recipe from scratch; any other base (a pretrained VLM) gives empty fields.
+    A base trained here from random weights (``awares_train.tiny.train_base``, then for the benchmark
+    ``awares_train.tiny.train_bench_base``) records both, so the report can state the time of the whole recipe
+    from scratch; any other base (a pretrained VLM) gives empty fields.
     """
     training = card.get("training") or {}
-    minutes = {stage: training[f"stage_{stage}_minutes"] for stage in ("a", "b")
+    minutes = {stage: training[f"stage_{stage}_minutes"] for stage in ("a", "b", "bench")
                if isinstance(training.get(f"stage_{stage}_minutes"), (int, float))}
     metrics = card.get("metrics") or {}
     heldout = next((v for k, v in metrics.items() if k.startswith("heldout") and isinstance(v, dict)), {})

@@ -4,14 +4,13 @@ Stages (each resumable, each a CLI):
 
 * ``python -m awares_train.tiny.train_base --out DIR``: dense vision pre-training (stage A), then
   VQA without a system prompt on full, crop and low-res views (stage B).
-* ``python -m awares_train.tiny.train_awares --base DIR --out DIR``: AwaRes trajectories (answer from the
-  low-res view or request one quadrant crop, then answer), keeping the baselines alive: a quick
-  text-protocol AwaRes model (the first embedded default came from it).
+* ``python -m awares_train.tiny.train_bench_base --out DIR``: the base adapted to awares-bench (documents,
+  charts, scenes at the profile's pixel cap), the starting point of ``awares-train reproduce``.
 * ``python -m awares_train.tiny.ship WORK``: make a model of an ``awares-train reproduce`` run (the full
   pipeline: trajectories, SFT, GRPO) the embedded ``tiny-awares``, as the shipped one was.
 
-The prompts below are written into the model card (``awares.json``) of ``train_awares`` models, which the
-inference loop reads.
+The prompts below are the text protocol of the first embedded default (trained by the hand-written stage C,
+now replaced by the package's SFT and GRPO); the tiny tokenizer's vocabulary is built from them.
 """
 
 from __future__ import annotations

@@ -46,8 +46,9 @@ class ConversationEncoder:
     Assistant turns get labels on their text and the closing ``<|im_end|>``; everything else is -100.
     """
 
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: Any, cache_size: int = 200_000) -> None:
         self.tok = tokenizer
+        self.cache_size = cache_size
         self.image_pad = tokenizer.convert_tokens_to_ids("<|image_pad|>")
         self._cache: dict[Any, tuple[list[int], list[int]]] = {}
 
@@ -81,7 +82,7 @@ class ConversationEncoder:
             while ids[j] != end_id:
                 j += 1
             labels[start:j + 1] = ids[start:j + 1]
-        if len(self._cache) < 200_000:
+        if len(self._cache) < self.cache_size:
             self._cache[key] = (ids, labels)
         return ids, labels
 

@@ -114,14 +114,14 @@ def build_tokenizer(vocab_size: int = 512) -> Any:
     return set_chat_format(fast)
 
 
-def build_processor(tokenizer: Any) -> Any:
+def build_processor(tokenizer: Any, max_pixels: int = MAX_PIXELS) -> Any:
     """Image-only Qwen2.5-VL processor (no torchvision needed) with our pixel budget."""
     from transformers import Qwen2_5_VLProcessor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     from awares_tool.backends.hf_processors import image_only_processor_class, torchvision_usable
 
-    ip = Qwen2VLImageProcessorPil(size={"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS})
+    ip = Qwen2VLImageProcessorPil(size={"shortest_edge": MIN_PIXELS, "longest_edge": max_pixels})
     if torchvision_usable():  # pragma: no cover - not on the reference machine
         from transformers import Qwen2VLVideoProcessor
 

@@ -19,7 +19,7 @@ from awares_train.tiny import CROPS_TURN_TEXT, SYSTEM_PROMPT
 from awares_train.tiny.batches import ConversationEncoder, collate, n_image_tokens, patchify
 from awares_train.tiny.dense import token_labels
 
-__all__ = ["Example", "view", "base_example", "awares_example", "request_text", "build_batch", "crop_box",
+__all__ = ["Example", "view", "base_example", "awares_example", "request_text", "vqa_batch", "build_batch", "crop_box",
            "where_sample", "WHERE_QUESTION", "QUADRANT_NAMES"]
 
 WHERE_QUESTION = "Where is the code?"
@@ -103,8 +103,8 @@ def where_sample(s: SyntheticSample) -> SyntheticSample:
                                 "answers": [QUADRANT_NAMES[int(s.target_regions[0])]], "needs_crop": False})
 
 
-def build_batch(examples: list[Example], enc: ConversationEncoder) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Model inputs (with labels) and the concatenated dense labels of all images."""
+def vqa_batch(examples: list[Example], enc: ConversationEncoder) -> dict[str, torch.Tensor]:
+    """Model inputs with assistant-only labels; images of any size (sides multiples of 28), in order."""
     seqs = [enc.encode(e.conv) for e in examples]
     rows, grids = [], []
     for e in examples:
@@ -112,9 +112,12 @@ def build_batch(examples: list[Example], enc: ConversationEncoder) -> tuple[dict
             r, g = patchify(img)
             rows.append(r)
             grids.append(g)
-    tok = enc.tok
-    batch = collate(seqs, rows, grids, tok.pad_token_id, enc.image_pad)
-    return batch, torch.cat([d for e in examples for d in e.dense])
+    return collate(seqs, rows, grids, enc.tok.pad_token_id, enc.image_pad)
+
+
+def build_batch(examples: list[Example], enc: ConversationEncoder) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Model inputs (with labels) and the concatenated dense labels of all images."""
+    return vqa_batch(examples, enc), torch.cat([d for e in examples for d in e.dense])
 
 
 def sample_stream(cfg: SyntheticConfig, split: str, tag: str) -> Any:

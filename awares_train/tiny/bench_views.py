@@ -1,0 +1,128 @@
+"""Benchmark items as the tiny model sees them: low-res, capped full and crop views, and which are readable.
+
+The base adaptation (:mod:`awares_train.tiny.stage_bench`) trains and evaluates the tiny model on
+``awares-bench`` items of the ``tiny`` profile as plain VQA (no system prompt). Every view is made exactly as
+inference makes it: the first view and the crops by :class:`~awares_tool.episode.CropEpisode` (the one place
+the protocol lives), then resized as the model's processor resizes it (``smart_resize`` under the profile's
+pixel cap, bicubic), so the fast batches of :mod:`awares_train.tiny.batches` (which need sides that are
+multiples of 28) get the same pixels the processor would produce.
+
+Readability comes from the item's recorded digit heights (``awares_train.bench.readability``): the low-res view
+is readable unless the item needs a crop, the capped full view when its digits are at least ``threshold *
+margin`` px tall there, and the evidence crops always (the generator guarantees it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from awares_tool.episode.episode import CropEpisode
+from awares_tool.images.lowres import ScalePolicy
+from awares_tool.protocol import CropRequest
+from awares_train.bench.generator import BenchConfig, BenchItem, generate_item
+from awares_train.bench.profiles import BenchProfile, get_profile
+from awares_train.tiny.batches import n_image_tokens
+from awares_train.tiny.tasks import Example
+
+__all__ = ["REGION_NAMES", "WHERE_PREFIX", "BenchViews", "processor_view", "item_views", "vqa_example",
+           "where_answer", "where_example", "item_stream", "bench_profile"]
+
+#: Names of the ``awares9`` regions as the tiny model's system prompt words them (grounding answers).
+REGION_NAMES = {"0": "top-left", "1": "top-right", "2": "bottom-left", "3": "bottom-right", "4": "center",
+                "5": "top", "6": "bottom", "7": "left", "8": "right"}
+#: The grounding question: where in the image the evidence for a question lies (asked on the low-res view).
+WHERE_PREFIX = "Where is it? "
+
+
+def bench_profile() -> BenchProfile:
+    """The ``tiny`` profile: the tiny model's pixel cap (448x448), its readability threshold and vocabulary."""
+    return get_profile("tiny")
+
+
+def processor_view(img: Image.Image, profile: BenchProfile) -> Image.Image:
+    """``img`` resized as the tiny model's processor resizes it (``smart_resize`` under the profile's cap, bicubic)."""
+    size = profile.token_family().resized_size(*img.size)
+    img = img.convert("RGB")
+    return img if img.size == size else img.resize(size, Image.BICUBIC)
+
+
+@dataclass
+class BenchViews:
+    """One item and its three views, each already at the size the model receives."""
+
+    item: BenchItem
+    low: Image.Image
+    full: Image.Image
+    crops: list[Image.Image]
+    readable_px: float
+    unreadable_px: float
+
+    @property
+    def low_readable(self) -> bool:
+        return not self.item.needs_crop
+
+    @property
+    def full_readable(self) -> bool:
+        return self.item.digit_px_capped >= self.readable_px
+
+    @property
+    def full_unreadable(self) -> bool:
+        """The capped full view shows the evidence under the threshold's margin (above-cap items only)."""
+        return self.item.digit_px_capped < self.unreadable_px
+
+    def images(self, view: str) -> list[Image.Image]:
+        if view == "low":
+            return [self.low]
+        if view == "full":
+            return [self.full]
+        if view == "crop":
+            return list(self.crops)
+        raise ValueError(f"unknown view {view!r}; use low, full or crop")
+
+
+def item_views(item: BenchItem, image: Image.Image, profile: BenchProfile) -> BenchViews:
+    """The low-res view, the capped full view and the evidence crop(s) of ``item`` as the model gets them."""
+    episode = CropEpisode(image, lowres=ScalePolicy(factor=profile.lowres_factor), model_max_pixels=profile.max_pixels)
+    low = episode.first_view()
+    regions = item.evidence_regions
+    turn = episode.fetch(CropRequest(regions=regions, form="text", raw=repr(regions)))
+    return BenchViews(item=item, low=processor_view(low, profile), full=processor_view(image, profile),
+                      crops=[processor_view(c, profile) for c in turn.images], readable_px=profile.readable_px,
+                      unreadable_px=profile.unreadable_px)
+
+
+def vqa_example(views: BenchViews, view: str) -> Example:
+    """No system prompt: the view's image(s) and the question -> the first reference answer."""
+    imgs = views.images(view)
+    parts: list[tuple[str, Any]] = [("image", n_image_tokens(*im.size)) for im in imgs]
+    conv = [("user", parts + [("text", views.item.question)]), ("assistant", [("text", views.item.answers[0])])]
+    return Example(conv, imgs)
+
+
+def where_answer(item: BenchItem) -> str:
+    """Where the evidence lies, in the system prompt's region names (``top-left and bottom-right`` for pairs)."""
+    return " and ".join(REGION_NAMES[r] for r in item.evidence_regions)
+
+
+def where_example(views: BenchViews) -> Example:
+    """Grounding on the low-res view: the question prefixed by :data:`WHERE_PREFIX` -> the evidence's region(s).
+
+    The object a question names (a colour, a shape, a legend entry) is visible at low resolution even where its
+    digits are not; a pretrained VLM brings this grounding to AwaRes training, a model from random weights has to
+    be taught it (as ``tasks.where_sample`` does for the synthetic task).
+    """
+    parts: list[tuple[str, Any]] = [("image", n_image_tokens(*views.low.size)),
+                                    ("text", WHERE_PREFIX + views.item.question)]
+    return Example([("user", parts), ("assistant", [("text", where_answer(views.item))])], [views.low])
+
+
+def item_stream(cfg: BenchConfig, split: str, start: int = 0) -> Iterator[tuple[BenchItem, Image.Image]]:
+    """Items ``start, start + 1, ...`` of ``split`` (an endless, deterministic stream of the generator)."""
+    i = start
+    while True:
+        yield generate_item(cfg, split, i)
+        i += 1

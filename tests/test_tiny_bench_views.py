@@ -1,0 +1,86 @@
+"""The base adaptation's views of benchmark items are what inference shows the model, pixel for pixel."""
+
+from __future__ import annotations
+
+import pytest
+
+from awares_train.bench import BenchConfig, generate_item
+from awares_train.tiny.bench_views import (
+    REGION_NAMES,
+    WHERE_PREFIX,
+    bench_profile,
+    item_views,
+    processor_view,
+    vqa_example,
+    where_answer,
+    where_example,
+)
+
+pytest.importorskip("transformers")
+torch = pytest.importorskip("torch")
+
+
+def _items(n: int, **cfg: object) -> list:
+    bench = BenchConfig(profile="tiny", seed=5, **cfg)
+    return [generate_item(bench, "val", i) for i in range(n)]
+
+
+def test_views_match_the_processor_and_the_episode() -> None:
+    """Each view, patchified by the fast path, equals the tiny processor's pixels of the episode's image."""
+    from transformers import AutoTokenizer
+
+    from awares_tool.episode import CropEpisode
+    from awares_tool.images.lowres import ScalePolicy
+    from awares_tool.protocol import CropRequest
+    from awares_train.reproduce.pipeline import default_base
+    from awares_train.tiny.batches import patchify
+    from awares_train.tiny.model import build_processor
+
+    profile = bench_profile()
+    proc = build_processor(AutoTokenizer.from_pretrained(default_base()), max_pixels=profile.max_pixels)
+    seen_above_cap = False
+    for item, image in _items(6, above_cap_share=0.5):
+        views = item_views(item, image, profile)
+        episode = CropEpisode(image, lowres=ScalePolicy(factor=0.5), model_max_pixels=profile.max_pixels)
+        crops = episode.fetch(CropRequest(regions=item.evidence_regions, form="text", raw="x")).images
+        for ours, shown in [(views.low, episode.first_view()), (views.full, image), *zip(views.crops, crops)]:
+            ref = proc.image_processor(images=[shown], return_tensors="pt")
+            rows, grid = patchify(ours)
+            assert tuple(ref["image_grid_thw"][0].tolist()) == grid
+            assert torch.equal(ref["pixel_values"], rows)
+        assert len(views.crops) == len(item.evidence_regions)
+        assert views.full.width * views.full.height <= profile.max_pixels
+        seen_above_cap |= item.above_cap
+    assert seen_above_cap  # the capped full view was exercised
+
+
+def test_readability_flags_follow_the_items_digit_heights() -> None:
+    profile = bench_profile()
+    for item, image in _items(12, lowres_share=0.5):
+        views = item_views(item, image, profile)
+        assert views.low_readable == (item.digit_px_lowres >= profile.readable_px)
+        assert views.full_readable == (item.digit_px_capped >= profile.readable_px)
+        assert not (views.full_readable and views.full_unreadable)
+
+
+def test_examples_ask_the_question_on_the_views_and_where_names_the_evidence_regions() -> None:
+    profile = bench_profile()
+    pair = next((it, im) for it, im in _items(40, pair_share=1.0) if len(it.evidence_regions) == 2)
+    item, image = pair
+    views = item_views(item, image, profile)
+    crop = vqa_example(views, "crop")
+    assert [k for k, _ in crop.conv[0][1]] == ["image", "image", "text"] and len(crop.images) == 2
+    assert crop.conv[0][1][-1] == ("text", item.question) and crop.conv[1][1] == [("text", item.answers[0])]
+    assert where_answer(item) == " and ".join(REGION_NAMES[r] for r in item.evidence_regions)
+    grounding = where_example(views)
+    assert grounding.images == [views.low] and grounding.conv[0][1][-1] == ("text", WHERE_PREFIX + item.question)
+    with pytest.raises(ValueError, match="unknown view"):
+        vqa_example(views, "thumbnail")
+
+
+def test_processor_view_keeps_images_already_on_the_grid() -> None:
+    from PIL import Image
+
+    img = Image.new("RGB", (224, 112), "white")
+    assert processor_view(img, bench_profile()).size == (224, 112)
+    assert processor_view(Image.new("RGB", (230, 100), "white"), bench_profile()).size == (224, 112)
