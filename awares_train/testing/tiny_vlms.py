@@ -364,14 +364,19 @@ def build_tiny_vlm(family: str, out_dir: Path, *, seed: int = 0, checkpoint: boo
     return out
 
 
+def _build_in_temp_folder(family: str, kind: str, checkpoint: bool = False) -> Path:
+    """``build_tiny_vlm`` into a fresh temporary folder that is removed when the process exits."""
+    root = Path(tempfile.mkdtemp(prefix=f"awares-{kind}-{family}-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return build_tiny_vlm(family, root / "model", checkpoint=checkpoint)
+
+
 @functools.cache
 def tiny_vlm_path(family: str) -> Path:
     """A tiny VLM of ``family`` built once per process into a temporary folder (removed at exit)."""
     if family not in _BUILDERS:
         raise ValueError(f"unknown tiny VLM family {family!r}; choose one of {', '.join(FAMILIES)}")
-    root = Path(tempfile.mkdtemp(prefix=f"awares-tiny-{family}-"))
-    atexit.register(shutil.rmtree, root, ignore_errors=True)
-    return build_tiny_vlm(family, root / "model")
+    return _build_in_temp_folder(family, "tiny")
 
 
 @functools.cache
@@ -379,6 +384,4 @@ def checkpoint_vlm_path(family: str) -> Path:
     """A tiny VLM of ``family`` with the real checkpoint's template and pixel settings, built once per process."""
     if family not in CHECKPOINT_SETTINGS:
         raise ValueError(f"no checkpoint settings for {family!r}; choose one of {', '.join(CHECKPOINT_FAMILIES)}")
-    root = Path(tempfile.mkdtemp(prefix=f"awares-ckpt-{family}-"))
-    atexit.register(shutil.rmtree, root, ignore_errors=True)
-    return build_tiny_vlm(family, root / "model", checkpoint=True)
+    return _build_in_temp_folder(family, "ckpt", checkpoint=True)
