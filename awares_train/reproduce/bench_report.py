@@ -263,10 +263,11 @@ def _markdown(cfg: Any, seeds: list[int], per_seed: dict[int, Cells], aggregated
             continue
         lines += [f"## Seed {seed}: every cell with 95% intervals", "", intervals_markdown(shown, oracle_rtr=oracle),
                   ""]
-        asked = cells.get(("grpo", "awares", "overall"))
-        if asked is not None and asked.region_confusion:
-            lines += [f"Regions requested by GRPO (seed {seed}) for the items that need a crop (rows: target; "
-                      "`none`: answered without a crop):", "", region_confusion_markdown(asked), ""]
+        for run in ("sft", "grpo"):  # SFT's table shows the base's grounding; GRPO's what the reward made of it
+            asked = cells.get((run, "awares", "overall"))
+            if asked is not None and asked.region_confusion:
+                lines += [f"Regions requested by {run.upper()} (seed {seed}) for the items that need a crop (rows: "
+                          "target; `none`: answered without a crop):", "", region_confusion_markdown(asked), ""]
     if curves:
         lines += ["## GRPO training curves", "",
                   "Per step: the weighted reward, each reward term (unweighted), `frac_reward_zero_std` (groups whose "
