@@ -49,3 +49,38 @@ def test_grpo_from_sft_checkpoint_with_real_crop_calls(tmp_path, monkeypatch):
     card = json.loads((out / "awares.json").read_text())
     assert card["request_format"] == "tool" and card["training"]["rewards"]["accuracy_weight"] == 10.0
     assert os.path.exists(out / "adapter_model.safetensors")
+
+
+@pytest.mark.slow
+def test_rollouts_never_sample_placeholder_tokens(tmp_path, monkeypatch):
+    """A policy drawn to ``<|video_pad|>`` still trains: placeholders are suppressed in every rollout.
+
+    Without the suppression the completions here are all ``<|video_pad|>``; where such a completion also calls the
+    tool, the placeholder is re-read as a video in the next turn and Qwen2.5-VL's position ids fail ("'NoneType'
+    object is not an iterator"), as a 300-step bench run did at step 14.
+    """
+    monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
+    from transformers import AutoConfig
+
+    from awares_train.grpo import train as grpo_train
+    from awares_train.grpo.config import AwaresGRPOConfig
+    from awares_train.sft.runio import load_config
+    from awares_train.sft.toydata import write_toy_trajectories
+    from awares_train.testing.tiny_vlms import tiny_vlm_path
+
+    model = tiny_vlm_path("qwen2.5-vl")
+    mc = AutoConfig.from_pretrained(model)
+    assert {mc.image_token_id, mc.video_token_id, mc.vision_start_token_id} <= set(
+        grpo_train.placeholder_token_ids(mc))
+    data = write_toy_trajectories(tmp_path / "data", 4, crop_share=1.0)
+    seen = spy_on_rollouts(monkeypatch, lambda trainer: (trainer.generation_config.suppress_tokens,
+                                                         set(trainer.last_batch["completion_ids"].flatten().tolist())))
+    cfg = load_config(AwaresGRPOConfig, "awares_train/configs/grpo_tiny.yaml", [
+        f"model_name_or_path={model}", f"train_data={data}", f"output_dir={tmp_path / 'grpo'}", "max_steps=1"])
+    # the user's own suppress list is kept; the bias makes <|video_pad|> the likeliest token wherever allowed
+    cfg.generation_kwargs = {"suppress_tokens": [5], "sequence_bias": [[[mc.video_token_id], 50.0]]}
+    grpo_train.run_grpo(cfg)
+    suppressed, sampled = seen[0]
+    assert {5, mc.image_token_id, mc.video_token_id, mc.vision_start_token_id} <= set(suppressed)
+    assert sampled and not sampled & set(grpo_train.placeholder_token_ids(mc))
+    assert (tmp_path / "grpo" / "metrics.jsonl").exists()

@@ -17,7 +17,8 @@ from trl import GRPOTrainer
 
 from awares_train.grpo.config import AwaresGRPOConfig
 
-__all__ = ["AwaresGRPOTrainer", "run_grpo", "build_grpo_dataset", "token_counter"]
+__all__ = ["AwaresGRPOTrainer", "run_grpo", "build_grpo_dataset", "token_counter", "placeholder_token_ids",
+           "suppress_placeholder_tokens"]
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +26,8 @@ log = logging.getLogger(__name__)
 class AwaresGRPOTrainer(GRPOTrainer):
     """``GRPOTrainer`` that records what each generated batch fed the model (images per sample, crops).
 
-    ``last_batch`` holds ``num_images``, ``pixel_rows`` and ``crops`` (per rollout) of the latest batch,
-    so tests and debugging can check that crop images really reach the training forward pass.
+    ``last_batch`` holds ``num_images``, ``pixel_rows``, ``crops`` (per rollout) and ``completion_ids`` of the
+    latest batch, so tests and debugging can check that crop images really reach the training forward pass.
     """
 
     last_batch: dict[str, Any] = {}
@@ -66,6 +67,7 @@ class AwaresGRPOTrainer(GRPOTrainer):
             "num_images": list(output.get("num_images") or []),
             "pixel_rows": int(pixel.shape[0]) if pixel is not None else 0,
             "crops": [len(env.regions) for env in (self.environments or [])],
+            "completion_ids": output.get("completion_ids"),
         }
         if self.last_batch["num_images"]:
             n = self.last_batch["num_images"]
@@ -96,6 +98,35 @@ def token_counter(processor: Any, model_type: str | None, family: str | None = N
         log.warning("no token counter for %s (%s); RTR falls back to the pixel ratio", name, e)
         return None
     return fam.count
+
+
+#: Model config fields naming tokens that only the processor writes (they stand for image, video or audio features).
+PLACEHOLDER_TOKEN_FIELDS = ("image_token_id", "image_token_index", "video_token_id", "video_token_index",
+                            "vision_start_token_id", "vision_end_token_id", "audio_token_id")
+
+
+def placeholder_token_ids(config: Any) -> list[int]:
+    """The ids of the multimodal placeholder tokens named by ``config`` (and its ``text_config``)."""
+    ids = {getattr(c, f, None) for c in (config, getattr(config, "text_config", None)) if c is not None
+           for f in PLACEHOLDER_TOKEN_FIELDS}
+    return sorted(i for i in ids if isinstance(i, int) and i >= 0)
+
+
+def suppress_placeholder_tokens(cfg: AwaresGRPOConfig, model_config: Any) -> list[int]:
+    """Keep rollouts from sampling placeholder tokens (merged into ``cfg.generation_kwargs["suppress_tokens"]``).
+
+    A sampled ``<|video_pad|>`` or ``<|vision_start|>`` in a completion reaches the loss forward pass as a
+    placeholder with no pixels behind it, and Qwen-VL's position ids then fail mid-run ("'NoneType' object is
+    not an iterator", seen with a weak policy at step 14 of a 300-step run). TRL suppresses only the image token,
+    and a user's own ``suppress_tokens`` would replace even that, so the union is set here.
+    """
+    ids = placeholder_token_ids(model_config)
+    if ids:
+        kwargs = cfg.generation_kwargs or {}
+        kwargs = json.loads(kwargs) if isinstance(kwargs, str) else dict(kwargs)
+        kwargs["suppress_tokens"] = sorted(set(kwargs.get("suppress_tokens") or []) | set(ids))
+        cfg.generation_kwargs = kwargs
+    return ids
 
 
 def _card_of(*folders: str | None) -> dict[str, Any]:
@@ -193,6 +224,7 @@ def run_grpo(cfg: AwaresGRPOConfig) -> Path:
                                 crops_text=crops_turn_text(["0"], get_crop_set(cfg.crop_set), crops_template))
     factory = make_env_factory(cfg.crop_set, cfg.max_crops, token_counter(processor, model_type, cfg.token_family),
                                crops_template=crops_template, crop_max_pixels=cfg.crop_max_pixels)
+    suppress_placeholder_tokens(cfg, model.config)
     funcs, weights = build_reward_funcs(cfg)
     cfg.reward_weights = weights
     monitor = CollapseMonitor(cfg.collapse_low, cfg.collapse_high, cfg.collapse_patience)
