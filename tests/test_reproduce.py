@@ -142,6 +142,19 @@ def test_bench_targets_on_the_mean_over_seeds() -> None:
     assert check_bench_targets(partial)["grpo_no_crop_share_above_sft"]["holds"] is None
 
 
+def test_plot_points_are_the_mean_over_seeds_with_their_spread(tmp_path: Path) -> None:
+    from awares_train.reproduce.bench_report import plotted_summaries
+
+    two = {0: _bench_cells(0.80, 0.38, 0.40, 0.30, 0.70), 1: _bench_cells(0.76, 0.30, 0.50, 0.35, 0.66)}
+    grpo = {s.label: s for s in plotted_summaries(two, ["fullres", "grpo"], "overall")}["grpo"]
+    assert grpo.accuracy == pytest.approx(0.78) and grpo.accuracy_ci == (0.76, 0.80)
+    assert grpo.mean_rtr == pytest.approx(0.34) and grpo.mean_rtr_ci == (0.30, 0.38)
+    one = plotted_summaries({0: two[0]}, ["grpo"], "overall")  # one seed: its own cell and 95% CIs
+    assert one == [two[0][("grpo", "awares", "overall")]]
+    shared = plotted_summaries(two, ["fullres"], "overall")  # the base is evaluated once for all seeds
+    assert shared == [two[0][("base", "fullres", "overall")]]
+
+
 def test_log_history_reads_metrics_jsonl_or_trainer_state(tmp_path: Path) -> None:
     from awares_train.reproduce.history import plot_grpo_curves, read_log_history, series
 

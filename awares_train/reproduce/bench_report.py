@@ -77,6 +77,24 @@ def aggregate(per_seed: dict[int, Cells], run: str, cell: str) -> dict[str, Any]
     return out
 
 
+def plotted_summaries(per_seed: dict[int, Cells], runs: list[str], cell: str) -> list[ModeSummary]:
+    """One point per run for the accuracy-vs-RTR plot: the cell itself (95% CIs) where one seed or a shared
+    evaluation gave it, else the mean over seeds with the min-max spread as its bars (not a confidence interval)."""
+    out = []
+    for run in runs:
+        cells = [s for s in (_get(c, run, cell) for _, c in sorted(per_seed.items())) if s is not None]
+        if len({(s.accuracy, s.mean_rtr) for s in cells}) <= 1:  # one seed, or a shared evaluation (the base)
+            out += cells[:1]
+            continue
+        acc = [s.accuracy for s in cells]
+        rtr = [s.mean_rtr for s in cells if s.mean_rtr is not None]
+        spread = {"accuracy": statistics.fmean(acc), "accuracy_ci": (min(acc), max(acc))}
+        if rtr:
+            spread.update(mean_rtr=statistics.fmean(rtr), mean_rtr_ci=(min(rtr), max(rtr)))
+        out.append(cells[0].model_copy(update=spread))
+    return out
+
+
 def _mean(agg: dict[str, Any], figure: str) -> float | None:
     v = agg.get(figure)
     return None if v is None else v["mean"]
@@ -199,15 +217,15 @@ def write_bench_report(cfg: Any, timings: dict[str, float]) -> dict[str, Any]:
                                    title=f"{run}, seed {seed}")
             if png is not None:
                 curves[f"seed-{seed}/{run}"] = str(png.relative_to(docs))
-    first = per_seed[seeds[0]]
-    overall = [s for (_, _, cell), s in first.items() if cell == "overall"]
-    above = [s for (_, _, cell), s in first.items() if cell == "above-cap"]
+    bars = f"seed {seeds[0]}, 95% CI" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}: mean, min-max; base: 95% CI"
+    overall = plotted_summaries(per_seed, runs, "overall")
+    above = plotted_summaries(per_seed, runs, "above-cap")
     if overall:
         plot_accuracy_vs_rtr(overall, docs / "accuracy_vs_rtr.png", oracle_rtr=oracle.get("overall"),
-                             title=f"awares-bench (tiny), seed {seeds[0]}: accuracy vs visual tokens, 95% CI")
+                             title=f"awares-bench (tiny): accuracy vs visual tokens ({bars})")
     if above:
         plot_accuracy_vs_rtr(above, docs / "accuracy_vs_rtr_above_cap.png", benchmark="above-cap",
-                             oracle_rtr=oracle.get("above-cap"), title=f"items above the pixel cap, seed {seeds[0]}")
+                             oracle_rtr=oracle.get("above-cap"), title=f"items above the pixel cap ({bars})")
     base_card = json.loads((Path(cfg.base) / "awares.json").read_text()) if (Path(cfg.base) / "awares.json").exists() else {}
     base_model = base_model_summary(base_card)
     one_seed = sum(v for k, v in timings.items() if not k.startswith("seed-") or k.startswith(f"seed-{seeds[0]}/"))
