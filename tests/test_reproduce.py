@@ -156,7 +156,9 @@ def test_plot_points_are_the_mean_over_seeds_with_their_spread(tmp_path: Path) -
 
 
 def test_log_history_reads_metrics_jsonl_or_trainer_state(tmp_path: Path) -> None:
-    from awares_train.reproduce.history import plot_grpo_curves, read_log_history, series
+    from awares_train.reproduce.history import plot_grpo_curves, read_log_history, running_mean, series
+
+    assert running_mean([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
 
     jsonl_run, state_run = tmp_path / "a", tmp_path / "b"
     jsonl_run.mkdir()

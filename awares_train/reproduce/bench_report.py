@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from awares_train.eval.harness import ModeSummary, intervals_markdown, plot_accuracy_vs_rtr, region_confusion_markdown
-from awares_train.reproduce.history import plot_grpo_curves
+from awares_train.reproduce.history import SMOOTH, plot_grpo_curves
 from awares_train.reproduce.pipeline import grpo_runs, seed_dir
 from awares_train.reproduce.report import PAPER_NO_CROP, _cpus, _label_no_crop_share, _pct, _shown, base_model_summary
 
@@ -217,7 +217,8 @@ def write_bench_report(cfg: Any, timings: dict[str, float]) -> dict[str, Any]:
                                    title=f"{run}, seed {seed}")
             if png is not None:
                 curves[f"seed-{seed}/{run}"] = str(png.relative_to(docs))
-    bars = f"seed {seeds[0]}, 95% CI" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}: mean, min-max; base: 95% CI"
+    listed = ", ".join(map(str, seeds))
+    bars = f"seed {seeds[0]}, 95% CI" if len(seeds) == 1 else f"seeds {listed}: mean, min-max; base: 95% CI"
     overall = plotted_summaries(per_seed, runs, "overall")
     above = plotted_summaries(per_seed, runs, "above-cap")
     if overall:
@@ -288,7 +289,8 @@ def _markdown(cfg: Any, seeds: list[int], per_seed: dict[int, Cells], aggregated
                           "target; `none`: answered without a crop):", "", region_confusion_markdown(asked), ""]
     if curves:
         lines += ["## GRPO training curves", "",
-                  "Per step: the weighted reward, each reward term (unweighted), `frac_reward_zero_std` (groups whose "
+                  f"Per step (faint; bold: the running mean over {SMOOTH} steps): the weighted reward, each reward "
+                  "term (unweighted), `frac_reward_zero_std` (groups whose "
                   "8 rollouts all scored the same: no learning signal), the tool-call rate and no-crop share, and "
                   "the rollouts' accuracy and RTR (read from each run's `metrics.jsonl` or `trainer_state.json`).", ""]
         lines += [f"![{name}]({path})" for name, path in curves.items()] + [""]

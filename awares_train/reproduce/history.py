@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["read_log_history", "series", "plot_grpo_curves", "CURVES"]
+__all__ = ["read_log_history", "series", "running_mean", "plot_grpo_curves", "CURVES", "SMOOTH"]
 
 #: Panels of the GRPO plot: title -> the logged keys drawn in it (TRL logs each reward term unweighted).
 CURVES: dict[str, tuple[str, ...]] = {
@@ -60,6 +60,21 @@ def series(rows: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
+#: Steps in the running mean drawn over each per-step curve.
+SMOOTH = 20
+
+
+def running_mean(values: list[float], window: int) -> list[float]:
+    """Mean of the last ``window`` values at each point (fewer at the start)."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
 def plot_grpo_curves(run_dir: str | Path, out_png: str | Path, *, title: str = "") -> Path | None:
     """One figure per GRPO run: reward terms, ``frac_reward_zero_std``, tool-call rate and no-crop share, accuracy
     and RTR per step. Returns None when the run logged nothing."""
@@ -75,8 +90,10 @@ def plot_grpo_curves(run_dir: str | Path, out_png: str | Path, *, title: str = "
     for ax, (name, keys) in zip(axes, CURVES.items()):
         for key in keys:
             steps, values = series(rows, key)
-            if steps:
-                ax.plot(steps, values, lw=1, label=key.replace("rewards/", "").replace("awares/", ""))
+            if steps:  # per step, faint; its running mean over SMOOTH steps on top
+                line, = ax.plot(steps, values, lw=0.6, alpha=0.35)
+                ax.plot(steps, running_mean(values, SMOOTH), lw=1.4, color=line.get_color(),
+                        label=key.replace("rewards/", "").replace("awares/", ""))
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
