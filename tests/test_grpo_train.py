@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from types import SimpleNamespace
 
 import pytest
 
@@ -84,3 +85,5 @@ def test_rollouts_never_sample_placeholder_tokens(tmp_path, monkeypatch):
     assert {5, mc.image_token_id, mc.video_token_id, mc.vision_start_token_id} <= set(suppressed)
     assert sampled and not sampled & set(grpo_train.placeholder_token_ids(mc))
     assert (tmp_path / "grpo" / "metrics.jsonl").exists()
+    vllm = SimpleNamespace(use_vllm=True, generation_kwargs={"top_k": 5})  # (a vLLM config cannot build on CPU)
+    assert grpo_train.suppress_placeholder_tokens(vllm, mc) == [] and vllm.generation_kwargs == {"top_k": 5}

@@ -142,7 +142,7 @@ def test_bench_targets_on_the_mean_over_seeds() -> None:
     assert check_bench_targets(partial)["grpo_no_crop_share_above_sft"]["holds"] is None
 
 
-def test_plot_points_are_the_mean_over_seeds_with_their_spread(tmp_path: Path) -> None:
+def test_plot_points_are_the_mean_over_seeds_with_their_spread() -> None:
     from awares_train.reproduce.bench_report import plotted_summaries
 
     two = {0: _bench_cells(0.80, 0.38, 0.40, 0.30, 0.70), 1: _bench_cells(0.76, 0.30, 0.50, 0.35, 0.66)}

@@ -118,9 +118,13 @@ def suppress_placeholder_tokens(cfg: AwaresGRPOConfig, model_config: Any) -> lis
     A sampled ``<|video_pad|>`` or ``<|vision_start|>`` in a completion reaches the loss forward pass as a
     placeholder with no pixels behind it, and Qwen-VL's position ids then fail mid-run ("'NoneType' object is
     not an iterator", seen with a weak policy at step 14 of a 300-step run). TRL suppresses only the image token,
-    and a user's own ``suppress_tokens`` would replace even that, so the union is set here.
+    and a user's own ``suppress_tokens`` would replace even that, so the union is set here (transformers
+    generation; with ``use_vllm`` nothing is set, as vLLM's sampling parameters have no such field).
     """
     ids = placeholder_token_ids(model_config)
+    if ids and getattr(cfg, "use_vllm", False):  # vLLM's SamplingParams take no suppress_tokens
+        log.warning("use_vllm: placeholder tokens %s are not suppressed in the rollouts", ids)
+        return []
     if ids:
         kwargs = cfg.generation_kwargs or {}
         kwargs = json.loads(kwargs) if isinstance(kwargs, str) else dict(kwargs)
