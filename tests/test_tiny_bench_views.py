@@ -11,6 +11,8 @@ from awares_train.tiny.bench_views import (
     bench_profile,
     item_views,
     processor_view,
+    quarter_answer,
+    quarter_example,
     vqa_example,
     where_answer,
     where_example,
@@ -76,6 +78,23 @@ def test_examples_ask_the_question_on_the_views_and_where_names_the_evidence_reg
     assert grounding.images == [views.low] and grounding.conv[0][1][-1] == ("text", WHERE_PREFIX + item.question)
     with pytest.raises(ValueError, match="unknown view"):
         vqa_example(views, "thumbnail")
+
+
+def test_quarter_answer_names_the_quarter_of_the_evidence_centre() -> None:
+    """Each quarter target of the generator is its own answer; a half or the centre goes by its box's centre."""
+    seen = set()
+    for item, image in _items(40, lowres_share=0.5, pair_share=0.0):
+        (x0, y0, x1, y1), = item.evidence_boxes
+        answer = quarter_answer(item)
+        if item.evidence_regions[0] in "0123":  # a box inside one quarter: that quarter
+            assert answer == REGION_NAMES[item.evidence_regions[0]]
+        assert answer.startswith("top" if y0 + y1 < item.height else "bottom")
+        assert answer.endswith("left" if x0 + x1 < item.width else "right")
+        seen.add(answer)
+    assert len(seen) == 4
+    views = item_views(item, image, bench_profile())
+    grounding = quarter_example(views)
+    assert grounding.images == [views.low] and grounding.conv[1][1] == [("text", answer)]
 
 
 def test_processor_view_keeps_images_already_on_the_grid() -> None:
