@@ -23,7 +23,7 @@ WORKER = textwrap.dedent("""
     import json, os, sys
     import torch.distributed as dist
     from awares_train.sft.config import AwaresSFTConfig
-    from awares_train.sft.runio import load_config
+    from awares_train.sft.runio import load_config, release_distributed
     from awares_train.sft.train import run_sft
     model, data, out, cfg_path = sys.argv[1:5]
     cfg = load_config(AwaresSFTConfig, cfg_path, [f"model_name_or_path={model}", f"train_data={data}",
@@ -33,6 +33,7 @@ WORKER = textwrap.dedent("""
     rank = int(os.environ["RANK"])
     with open(os.path.join(out, f"rank{rank}.json"), "w") as fh:
         json.dump({"world": dist.get_world_size() if dist.is_initialized() else 1, "rank": rank}, fh)
+    release_distributed()  # as the CLI does
 """)
 
 
@@ -67,7 +68,7 @@ GRPO_WORKER = textwrap.dedent("""
     import torch.distributed as dist
     from awares_train.grpo.config import AwaresGRPOConfig
     from awares_train.grpo.train import AwaresGRPOTrainer, run_grpo
-    from awares_train.sft.runio import load_config
+    from awares_train.sft.runio import load_config, release_distributed
     model, data, out, cfg_path = sys.argv[1:5]
     seen = []
     orig = AwaresGRPOTrainer._generate_and_score_completions
@@ -86,6 +87,7 @@ GRPO_WORKER = textwrap.dedent("""
     rank = int(os.environ["RANK"])
     with open(os.path.join(out, f"rank{rank}.json"), "w") as fh:
         json.dump({"world": dist.get_world_size() if dist.is_initialized() else 1, "rank": rank, "seen": seen}, fh)
+    release_distributed()  # as the CLI does
 """)
 
 

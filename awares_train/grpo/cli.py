@@ -16,12 +16,15 @@ def grpo(
     try:
         from awares_train.grpo.config import AwaresGRPOConfig
         from awares_train.grpo.train import run_grpo
-        from awares_train.sft.runio import load_config
+        from awares_train.sft.runio import load_config, release_distributed
     except ImportError as e:
         raise typer.BadParameter(f"GRPO needs the train extra: pip install 'awares[train]' ({e})") from e
     try:
         cfg = load_config(AwaresGRPOConfig, config, set_ or [])
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--config/--set") from e
-    out = run_grpo(cfg)
+    try:
+        out = run_grpo(cfg)
+    finally:
+        release_distributed()
     typer.echo(f"GRPO finished: {out}")

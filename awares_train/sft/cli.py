@@ -15,7 +15,7 @@ def sft(
     """Cold-start SFT on AwaRes trajectories (LoRA or full fine-tuning)."""
     try:
         from awares_train.sft.config import AwaresSFTConfig
-        from awares_train.sft.runio import load_config
+        from awares_train.sft.runio import load_config, release_distributed
         from awares_train.sft.train import run_sft
     except ImportError as e:
         raise typer.BadParameter(f"SFT needs the train extra: pip install 'awares[train]' ({e})") from e
@@ -23,5 +23,8 @@ def sft(
         cfg = load_config(AwaresSFTConfig, config, set_ or [])
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--config/--set") from e
-    out = run_sft(cfg)
+    try:
+        out = run_sft(cfg)
+    finally:
+        release_distributed()
     typer.echo(f"SFT finished: {out}")

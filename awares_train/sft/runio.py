@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import yaml
 
 __all__ = ["load_config", "save_resolved_config", "make_metrics_callback", "write_model_card",
-           "infer_family"]
+           "infer_family", "release_distributed"]
 
 log = logging.getLogger(__name__)
 C = TypeVar("C")
@@ -179,3 +179,18 @@ def write_model_card(out_dir: str | Path, card: Any, *, title: str, details: dic
     lines += ["", "## System prompt", "", "```", card.system_prompt or "(model default)", "```", ""]
     (out / "README.md").write_text("\n".join(lines), encoding="utf-8")
     return out / "awares.json"
+
+
+def release_distributed() -> None:
+    """Destroy the process group a launcher (torchrun, accelerate) made, once training is over.
+
+    Left for interpreter exit, gloo's threads are torn down in no set order and a rank sometimes aborts
+    ("terminate called without an active exception", SIGABRT) after a run that succeeded; the launcher then
+    reports the whole job failed (seen in one of three two-process SFT runs).
+    """
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()  # no barrier: a rank that failed must not wait for the others
