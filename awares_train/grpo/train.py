@@ -122,14 +122,15 @@ def suppress_placeholder_tokens(cfg: AwaresGRPOConfig, model_config: Any) -> lis
     generation; with ``use_vllm`` nothing is set, as vLLM's sampling parameters have no such field).
     """
     ids = placeholder_token_ids(model_config)
-    if ids and getattr(cfg, "use_vllm", False):  # vLLM's SamplingParams take no suppress_tokens
+    if not ids:
+        return []
+    if getattr(cfg, "use_vllm", False):  # vLLM's SamplingParams take no suppress_tokens
         log.warning("use_vllm: placeholder tokens %s are not suppressed in the rollouts", ids)
         return []
-    if ids:
-        kwargs = cfg.generation_kwargs or {}
-        kwargs = json.loads(kwargs) if isinstance(kwargs, str) else dict(kwargs)
-        kwargs["suppress_tokens"] = sorted(set(kwargs.get("suppress_tokens") or []) | set(ids))
-        cfg.generation_kwargs = kwargs
+    kwargs = cfg.generation_kwargs or {}
+    kwargs = json.loads(kwargs) if isinstance(kwargs, str) else dict(kwargs)
+    kwargs["suppress_tokens"] = sorted(set(kwargs.get("suppress_tokens") or []) | set(ids))
+    cfg.generation_kwargs = kwargs
     return ids
 
 
