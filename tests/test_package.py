@@ -64,3 +64,39 @@ def test_old_module_paths_still_import_with_a_deprecation_warning():
     from awares_tool.episode.costs import token_report as moved
 
     assert token_report is moved
+
+
+def test_wheel_ships_the_embedded_default_but_not_the_reproductions_base(tmp_path):
+    """Users of the wheel run tiny-awares (and its GGUF); tiny-base is for `make reproduce` in a checkout."""
+    import shutil
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    for pkg in ("awares_tool", "awares_train"):
+        shutil.copytree(root / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "--disable-pip-version-check", str(src), "-w", str(tmp_path / "out")], check=True)
+    (wheel,) = (tmp_path / "out").glob("awares-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "awares_tool/models/tiny-awares/model.safetensors" in names
+    assert "awares_tool/models/tiny-awares-gguf/model.gguf" in names
+    assert "awares_tool/py.typed" in names and "awares_train/py.typed" in names
+    assert "awares_train/configs/sft_tiny_bench.yaml" in names and "awares_train/configs/accelerate/zero3.yaml" in names
+    assert not [n for n in names if "/tiny-base/" in n]
+
+
+def test_reproduction_without_its_base_says_where_it_is(monkeypatch, tmp_path):
+    import pytest
+
+    import awares_tool
+    from awares_train.reproduce.pipeline import default_base
+
+    assert (default_base() / "model.safetensors").is_file()  # a checkout has it
+    monkeypatch.setattr(awares_tool, "__file__", str(tmp_path / "awares_tool" / "__init__.py"))
+    with pytest.raises(FileNotFoundError, match="--base"):
+        default_base()

@@ -44,10 +44,18 @@ GRPO_RUNS: dict[str, dict[str, Any]] = {
 
 
 def default_base() -> Path:
-    """The shipped base model folder."""
+    """The reproduction's base model folder (in a checkout of the repository; the wheel leaves it out).
+
+    Raises:
+        FileNotFoundError: not a checkout (an installed wheel); the message says to pass ``--base``.
+    """
     import awares_tool
 
-    return Path(awares_tool.__file__).resolve().parent / "models" / "tiny-base"
+    path = Path(awares_tool.__file__).resolve().parent / "models" / "tiny-base"
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"the reproduction's base model ships in the source repository, not in the wheel "
+                                f"({path} is missing): run from a clone (make reproduce) or pass --base MODEL_DIR")
+    return path
 
 
 #: Defaults that depend on the data set: training records, test questions, SFT and GRPO configs, docs folder.
