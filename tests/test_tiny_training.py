@@ -68,3 +68,12 @@ def test_train_bench_base_writes_a_capped_model_and_resumes(tmp_path):
     train_bench_base.main([*common, *longer])
     assert load_ckpt(work / "stage_bench.pt")["step"] == again["step"]
     assert "bench stage already done" in (work / "train_bench_base.log").read_text()
+
+    # A curriculum's next phase starts from this model; its card lists both phases, oldest first.
+    nxt = tmp_path / "phase-2"
+    train_bench_base.main(["--base", str(out), "--out", str(nxt / "model"), "--work", str(nxt), "--eval-n", "4",
+                           "--final-n", "0", "--old-eval-n", "0", "--threads", "1", "--plan", "where:2",
+                           "--minutes", "0.05"])
+    phases = json.loads((nxt / "model" / "awares.json").read_text())["training"]["bench_phases"]
+    assert [p["plan"] for p in phases] == [card["training"]["stage_bench"]["plan"], [["where", 2]]]
+    assert phases[0]["steps"] == again["step"] and phases[1]["steps"] >= 1

@@ -4,7 +4,9 @@ Starts from a base model folder (default: the shipped ``tiny-base``) and fine-tu
 the ``tiny`` profile as plain VQA (:mod:`awares_train.tiny.stage_bench`). Resumable: re-run with the same
 ``--work`` to continue (a larger ``--minutes`` extends a finished run). The model folder written to ``--out`` is
 re-exported at every evaluation; its processor is capped at the profile's 448x448 pixels, and its card
-(``awares.json``) carries the base's training record plus this stage's, and the held-out figures.
+(``awares.json``) carries the base's training record plus this stage's, and the held-out figures. A curriculum is
+several runs, each from the last one's model (``--base``) with its own ``--plan`` (``make bench-base``); the card
+lists every phase under ``training.bench_phases``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["main", "flat_rates"]
+__all__ = ["main", "flat_rates", "bench_phases"]
 
 logger = logging.getLogger("awares_train.tiny.train_bench_base")
 
@@ -33,6 +35,21 @@ def flat_rates(ev: dict[str, Any], prefix: str = "") -> dict[str, float]:
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
             out[f"{prefix}{k}"] = float(v)
     return out
+
+
+def bench_phases(training: dict[str, Any]) -> list[dict[str, Any]]:
+    """The adaptation phases a card's training record went through, oldest first.
+
+    A grounding curriculum runs this entry point several times, each from the last one's model (``--base``);
+    every run replaces the ``stage_bench`` settings, so the card also lists each phase's time, steps and plan.
+    """
+    if "bench_phases" in training:
+        return list(training["bench_phases"])
+    if "stage_bench" not in training:
+        return []
+    stage = training["stage_bench"]
+    return [{"minutes": training.get("stage_bench_minutes"), "steps": training.get("stage_bench_steps"),
+             "plan": stage.get("plan"), "decay_share": stage.get("decay_share"), "data_seed": stage.get("data_seed")}]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -84,13 +101,16 @@ def main(argv: list[str] | None = None) -> None:
                            vision_lr=args.vision_lr, eval_every_min=args.eval_every_min, eval_n=args.eval_n,
                            final_n=args.final_n, old_eval_n=args.old_eval_n, decay_share=args.decay_share, **plan)
     cap = bench_profile().max_pixels
+    earlier = bench_phases(base_card.get("training", {}))
 
     def export(record: dict[str, Any], training: dict[str, Any]) -> None:
         metrics: dict[str, Any] = {"base": base_card.get("metrics", {}), **record}
         if "bench_test" in record:
             metrics = {"heldout_bench_test": flat_rates(record["bench_test"]), **metrics}
-        export_model(model, tok, args.out, metrics=metrics,
-                     training={**base_card.get("training", {}), **training, "stage": "bench-base"}, max_pixels=cap)
+        phases = [*earlier, bench_phases(training)[0]]
+        export_model(model, tok, args.out, metrics=metrics, max_pixels=cap,
+                     training={**base_card.get("training", {}), **training, "stage": "bench-base",
+                               "bench_phases": phases})
 
     run_stage_bench(model, tok, args.work, cfg, out=args.out, export=export)
 
