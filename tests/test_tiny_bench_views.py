@@ -7,12 +7,14 @@ import pytest
 from awares_train.bench import BenchConfig, generate_item
 from awares_train.tiny.bench_views import (
     REGION_NAMES,
+    REQUEST_PREFIX,
     WHERE_PREFIX,
     bench_profile,
     item_views,
     processor_view,
     quarter_answer,
     quarter_example,
+    request_example,
     vqa_example,
     where_answer,
     where_example,
@@ -95,6 +97,23 @@ def test_quarter_answer_names_the_quarter_of_the_evidence_centre() -> None:
     views = item_views(item, image, bench_profile())
     grounding = quarter_example(views)
     assert grounding.images == [views.low] and grounding.conv[1][1] == [("text", answer)]
+
+
+def test_request_example_answers_in_the_tool_calls_own_words() -> None:
+    """The crop tool's reply for the evidence regions, one or two of them: what the parser reads back."""
+    from awares_tool.protocol import CropRequest, parse_reply
+
+    items = _items(6, lowres_share=0.5, pair_share=0.0) + _items(6, lowres_share=0.5, pair_share=1.0)
+    assert {len(item.evidence_regions) for item, _ in items} == {1, 2}
+    for item, image in items:
+        views = item_views(item, image, bench_profile())
+        example = request_example(views)
+        assert example.images == [views.low]
+        assert example.conv[0][1][-1] == ("text", REQUEST_PREFIX + item.question)
+        (reply,) = [text for kind, text in example.conv[1][1] if kind == "text"]
+        assert reply.startswith("GET_CROPS: [")
+        parsed = parse_reply(reply)
+        assert isinstance(parsed, CropRequest) and list(parsed.regions) == list(item.evidence_regions)
 
 
 def test_processor_view_keeps_images_already_on_the_grid() -> None:

@@ -12,6 +12,8 @@ where the evidence is readable:
   pretrained VLM brings to AwaRes training and a model from random weights must be taught;
 * ``quarter``: the same question answered with the quarter holding the evidence's centre, the coarse step
   the tiny base does learn (not in the default plan; ``--plan quarter:32,crop:8,old:8`` trains it);
+* ``request``: the grounding question answered in the crop tool's reply form (``GET_CROPS: ['4']``), the
+  tokens SFT's crop turns use (``where`` answers in words, which SFT's tool calls do not);
 * ``old``: batches of the synthetic task of stage B, so the model keeps what it could do.
 
 Views where the evidence is *not* readable (the low-res view of items that need a crop, the capped full view of
@@ -38,8 +40,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from awares_train.bench.generator import BenchConfig, GenerationError, generate_item
 from awares_train.tiny.batches import ConversationEncoder
-from awares_train.tiny.bench_views import (BenchViews, bench_profile, item_views, quarter_example, vqa_example,
-                                           where_example)
+from awares_train.tiny.bench_views import (BenchViews, bench_profile, item_views, quarter_example,
+                                           request_example, vqa_example, where_example)
 from awares_train.tiny.common import Clock, load_ckpt, lr_at, make_optimizer, save_ckpt
 from awares_train.tiny.evaluate import turn_exact
 from awares_train.tiny.tasks import Example, vqa_batch
@@ -53,7 +55,7 @@ logger = logging.getLogger(__name__)
 PLAN: tuple[tuple[str, int], ...] = (("crop", 24), ("low", 24), ("crop", 24), ("where", 24), ("full", 8),
                                      ("old", 24))
 #: Batch kinds of a plan.
-KINDS: tuple[str, ...] = ("crop", "low", "where", "quarter", "full", "old")
+KINDS: tuple[str, ...] = ("crop", "low", "where", "quarter", "request", "full", "old")
 #: Digit-height bins (px in the view the model saw) of the held-out curve.
 CURVE_EDGES: tuple[float, ...] = (0.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.4, 22.0, 28.0, 40.0)
 
@@ -174,7 +176,8 @@ def bench_eval(model: Any, enc: ConversationEncoder, views: list[BenchViews]) ->
 
     ``low@ok`` / ``low@small``: low-res view of items answerable there / that need a crop (the gap);
     ``full@ok`` / ``full@small``: capped full view with readable / unreadable digits; ``crop``: evidence crops;
-    ``where``: grounding (region names) from the low-res view; ``quarter``: its coarse step (one-box items).
+    ``where``: grounding (region names) from the low-res view; ``quarter``: its coarse step (one-box items);
+    ``request``: grounding as the crop tool's reply (``GET_CROPS: ['4']``).
     """
     def score(name: str, vs: list[BenchViews], make: Callable[[BenchViews], Example]) -> list[bool]:
         flags = tf_exact(model, enc, [make(v) for v in vs]) if vs else []
@@ -193,6 +196,7 @@ def bench_eval(model: Any, enc: ConversationEncoder, views: list[BenchViews]) ->
     score("full@small", [v for v in views if v.full_unreadable], lambda v: vqa_example(v, "full"))
     score("where", views, where_example)
     score("quarter", [v for v in views if len(v.item.evidence_boxes) == 1], quarter_example)
+    score("request", views, request_example)
     res["n"] = counts
     return res
 
@@ -230,13 +234,16 @@ def _batches(cfg: BenchStageConfig, step: int, kind: str, n: int) -> list[Exampl
     if kind == "where":
         views = _draw(BenchConfig(profile="tiny", seed=seed), "base-where", start, n)
         return [where_example(v) for v in views]
+    if kind == "request":
+        views = _draw(BenchConfig(profile="tiny", seed=seed), "base-request", start, n)
+        return [request_example(v) for v in views]
     if kind == "quarter":  # one-box items: the quarter of the evidence's centre (grounding's coarse step)
         views = _draw(BenchConfig(profile="tiny", seed=seed), "base-quarter", start, 2 * n)
         return [quarter_example(v) for v in views if len(v.item.evidence_boxes) == 1][:n]
     if kind == "full":  # only capped full views whose digits are readable (items above the cap may not be)
         views = [v for v in _draw(BenchConfig(profile="tiny", seed=seed), "base-full", start, 2 * n) if v.full_readable]
         return [vqa_example(v, "full") for v in views[:n]]
-    raise ValueError(f"unknown batch kind {kind!r}; use crop, low, where, quarter, full or old")
+    raise ValueError(f"unknown batch kind {kind!r}; use one of {', '.join(KINDS)}")
 
 
 def _steps(cfg: BenchStageConfig, step: int) -> Iterator[tuple[int, str, list[Example]]]:
