@@ -30,7 +30,8 @@ from awares_train.tiny.batches import n_image_tokens
 from awares_train.tiny.tasks import Example
 
 __all__ = ["REGION_NAMES", "WHERE_PREFIX", "BenchViews", "processor_view", "item_views", "vqa_example",
-           "where_answer", "where_example", "quarter_answer", "quarter_example", "REQUEST_PREFIX", "request_example", "item_stream", "bench_profile"]
+           "where_answer", "where_example", "quarter_answer", "quarter_example", "REQUEST_PREFIX", "request_example",
+           "item_stream", "bench_profile"]
 
 #: Names of the ``awares9`` regions as the tiny model's system prompt words them (grounding answers).
 REGION_NAMES = {"0": "top-left", "1": "top-right", "2": "bottom-left", "3": "bottom-right", "4": "center",
