@@ -74,6 +74,11 @@ class BenchViews:
         return self.item.digit_px_capped >= self.readable_px
 
     @property
+    def one_box(self) -> bool:
+        """The evidence is one box (the items :func:`quarter_answer` is defined for)."""
+        return len(self.item.evidence_boxes) == 1
+
+    @property
     def full_unreadable(self) -> bool:
         """The capped full view shows the evidence under the threshold's margin (above-cap items only)."""
         return self.item.digit_px_capped < self.unreadable_px

@@ -195,7 +195,7 @@ def bench_eval(model: Any, enc: ConversationEncoder, views: list[BenchViews]) ->
     score("full@ok", [v for v in views if v.full_readable], lambda v: vqa_example(v, "full"))
     score("full@small", [v for v in views if v.full_unreadable], lambda v: vqa_example(v, "full"))
     score("where", views, where_example)
-    score("quarter", [v for v in views if len(v.item.evidence_boxes) == 1], quarter_example)
+    score("quarter", [v for v in views if v.one_box], quarter_example)
     score("request", views, request_example)
     res["n"] = counts
     return res
@@ -231,15 +231,12 @@ def _batches(cfg: BenchStageConfig, step: int, kind: str, n: int) -> list[Exampl
     if kind == "low":
         views = _draw(BenchConfig(profile="tiny", seed=seed, lowres_share=1.0), "base-low", start, n)
         return [vqa_example(v, "low") for v in views]
-    if kind == "where":
-        views = _draw(BenchConfig(profile="tiny", seed=seed), "base-where", start, n)
-        return [where_example(v) for v in views]
-    if kind == "request":
-        views = _draw(BenchConfig(profile="tiny", seed=seed), "base-request", start, n)
-        return [request_example(v) for v in views]
+    if kind in ("where", "request"):  # grounding on every item, in region names or as the tool's reply
+        make = where_example if kind == "where" else request_example
+        return [make(v) for v in _draw(BenchConfig(profile="tiny", seed=seed), f"base-{kind}", start, n)]
     if kind == "quarter":  # one-box items: the quarter of the evidence's centre (grounding's coarse step)
         views = _draw(BenchConfig(profile="tiny", seed=seed), "base-quarter", start, 2 * n)
-        return [quarter_example(v) for v in views if len(v.item.evidence_boxes) == 1][:n]
+        return [quarter_example(v) for v in views if v.one_box][:n]
     if kind == "full":  # only capped full views whose digits are readable (items above the cap may not be)
         views = [v for v in _draw(BenchConfig(profile="tiny", seed=seed), "base-full", start, 2 * n) if v.full_readable]
         return [vqa_example(v, "full") for v in views[:n]]

@@ -37,6 +37,13 @@ def flat_rates(ev: dict[str, Any], prefix: str = "") -> dict[str, float]:
     return out
 
 
+def _phase_record(training: dict[str, Any]) -> dict[str, Any]:
+    """One adaptation run's time, steps and plan, from the training record it exported."""
+    stage = training["stage_bench"]
+    return {"minutes": training.get("stage_bench_minutes"), "steps": training.get("stage_bench_steps"),
+            "plan": stage.get("plan"), "decay_share": stage.get("decay_share"), "data_seed": stage.get("data_seed")}
+
+
 def bench_phases(training: dict[str, Any]) -> list[dict[str, Any]]:
     """The adaptation phases a card's training record went through, oldest first.
 
@@ -45,11 +52,7 @@ def bench_phases(training: dict[str, Any]) -> list[dict[str, Any]]:
     """
     if "bench_phases" in training:
         return list(training["bench_phases"])
-    if "stage_bench" not in training:
-        return []
-    stage = training["stage_bench"]
-    return [{"minutes": training.get("stage_bench_minutes"), "steps": training.get("stage_bench_steps"),
-             "plan": stage.get("plan"), "decay_share": stage.get("decay_share"), "data_seed": stage.get("data_seed")}]
+    return [_phase_record(training)] if "stage_bench" in training else []
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -107,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         metrics: dict[str, Any] = {"base": base_card.get("metrics", {}), **record}
         if "bench_test" in record:
             metrics = {"heldout_bench_test": flat_rates(record["bench_test"]), **metrics}
-        phases = [*earlier, bench_phases(training)[0]]
+        phases = [*earlier, _phase_record(training)]
         export_model(model, tok, args.out, metrics=metrics, max_pixels=cap,
                      training={**base_card.get("training", {}), **training, "stage": "bench-base",
                                "bench_phases": phases})
