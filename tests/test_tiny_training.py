@@ -70,10 +70,37 @@ def test_train_bench_base_writes_a_capped_model_and_resumes(tmp_path):
     assert "bench stage already done" in (work / "train_bench_base.log").read_text()
 
     # A curriculum's next phase starts from this model; its card lists both phases, oldest first.
+    # (Its items drawn ahead by a worker process, as on a GPU.)
     nxt = tmp_path / "phase-2"
     train_bench_base.main(["--base", str(out), "--out", str(nxt / "model"), "--work", str(nxt), "--eval-n", "4",
                            "--final-n", "0", "--old-eval-n", "0", "--threads", "1", "--plan", "where:2",
-                           "--minutes", "0.05"])
+                           "--minutes", "0.05", "--workers", "1"])
     phases = json.loads((nxt / "model" / "awares.json").read_text())["training"]["bench_phases"]
     assert [p["plan"] for p in phases] == [card["training"]["stage_bench"]["plan"], [["where", 2]]]
     assert phases[0]["steps"] == again["step"] and phases[1]["steps"] >= 1
+
+
+def test_items_drawn_ahead_by_workers_are_the_steps_drawn_inline():
+    """Worker processes change when a step's items are drawn, never which: a resumed or GPU run sees the same data."""
+    from awares_train.tiny.stage_bench import BenchStageConfig, _steps
+
+    cfg = BenchStageConfig(plan=[("request", 2), ("crop", 1), ("old", 2)])
+
+    def take(workers: int) -> list:
+        steps = _steps(cfg, 4, workers)
+        out = [next(steps) for _ in range(4)]
+        steps.close()
+        return [(s, kind, [(e.conv, [im.tobytes() for im in e.images]) for e in exs]) for s, kind, exs in out]
+
+    inline = take(0)
+    assert [(s, k) for s, k, _ in inline] == [(4, "crop"), (5, "old"), (6, "request"), (7, "crop")]
+    assert take(2) == inline
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_train_bench_base_on_a_missing_gpu_says_so(tmp_path, capsys):
+    from awares_train.tiny import train_bench_base
+
+    with pytest.raises(SystemExit):
+        train_bench_base.main(["--out", str(tmp_path / "m"), "--work", str(tmp_path / "w"), "--device", "cuda"])
+    assert "torch sees no GPU here" in capsys.readouterr().err

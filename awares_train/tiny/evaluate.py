@@ -37,6 +37,7 @@ def heldout_samples(n: int, cfg: SyntheticConfig, kind: str | None, split: str =
 @torch.no_grad()
 def turn_exact(model: Any, batch: dict[str, torch.Tensor]) -> list[list[bool]]:
     """Per sample, per assistant turn: is the greedy argmax right at every label position?"""
+    batch = {k: v.to(model.device) for k, v in batch.items()}
     labels = batch["labels"]
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     logits = model(**inputs).logits

@@ -23,6 +23,9 @@ measures that gap (``low@small`` and ``full@small`` should stay low).
 
 Data: the generator's endless streams with the base's own seed (``data_seed``, default 1), so the AwaRes stages'
 items (seed 0, the published benchmark) are never seen here. Resumable from ``work/stage_bench.pt``.
+
+Runs where the model is (CPU or a GPU); drawing the items (Pillow) can run ahead in worker processes
+(``workers``), which a GPU needs to be fed and which on 2 CPU cores overlaps drawing with the model's step.
 """
 
 from __future__ import annotations
@@ -30,8 +33,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import multiprocessing
 import random
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -98,14 +104,15 @@ def lm_step(model: Any, enc: ConversationEncoder, examples: list[Example], opt: 
 
     Benchmark views range from 16 to 256 visual tokens, so one padded batch wastes most of its sequence on
     padding: examples are sorted by length and run in chunks of similar length (gradients accumulated, weighted
-    by label tokens, so the step equals one batch's mean loss).
+    by label tokens, so the step equals one batch's mean loss). On a GPU, where padding is cheap and each launch
+    is not, pass a ``chunk`` as large as the batch.
     """
     order = sorted(examples, key=_image_tokens)
     n_labels = sum(sum(t != -100 for t in enc.encode(e.conv)[1]) for e in examples)
     opt.zero_grad(set_to_none=True)
     total = 0.0
     for k in range(0, len(order), chunk):
-        batch = vqa_batch(order[k:k + chunk], enc)
+        batch = {key: t.to(model.device) for key, t in vqa_batch(order[k:k + chunk], enc).items()}
         labels = batch.pop("labels")
         logits = model(**batch).logits
         loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
@@ -243,24 +250,47 @@ def _batches(cfg: BenchStageConfig, step: int, kind: str, n: int) -> list[Exampl
     raise ValueError(f"unknown batch kind {kind!r}; use one of {', '.join(KINDS)}")
 
 
-def _steps(cfg: BenchStageConfig, step: int) -> Iterator[tuple[int, str, list[Example]]]:
-    while True:
-        kind, n = cfg.plan[step % len(cfg.plan)]
-        yield step, kind, _batches(cfg, step, kind, n)
-        step += 1
+def _step_batch(cfg: BenchStageConfig, step: int) -> tuple[str, list[Example]]:
+    kind, n = cfg.plan[step % len(cfg.plan)]
+    return kind, _batches(cfg, step, kind, n)
+
+
+def _steps(cfg: BenchStageConfig, step: int, workers: int = 0) -> Iterator[tuple[int, str, list[Example]]]:
+    """The training steps from ``step`` on: drawn inline, or ``workers`` processes drawing ahead (same data)."""
+    if workers <= 0:
+        while True:
+            yield step, *_step_batch(cfg, step)
+            step += 1
+    # spawned, not forked: the parent's torch threads (and CUDA) must not be copied into a child mid-use
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    ahead: deque[tuple[int, Future]] = deque()
+    try:
+        while True:
+            while len(ahead) < 2 * workers:  # bounded: each step's images are held until the model takes them
+                s = step + len(ahead)
+                ahead.append((s, pool.submit(_step_batch, cfg, s)))
+            s, done = ahead.popleft()
+            yield s, *done.result()
+            step = s + 1
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def run_stage_bench(model: Any, tok: Any, work: Path, cfg: BenchStageConfig, *, out: Path | None,
-                    export: Callable[[dict[str, Any], dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                    export: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+                    workers: int = 0, chunk: int = 8) -> dict[str, Any]:
     """Train for ``cfg.minutes`` (resuming from ``work/stage_bench.pt``), evaluating and exporting as it goes.
 
     Args:
-        model: The base model (its weights are replaced by the checkpoint's when resuming).
+        model: The base model, on the device it trains on (its weights are replaced by the checkpoint's when
+            resuming).
         tok: Its tokenizer.
         work: Checkpoint and log folder.
         cfg: Stage settings.
         out: Model folder re-exported at every evaluation (None: no export).
         export: ``(metrics, training) -> None`` writing the model folder (the entry point's, with the base's card).
+        workers: Processes drawing the next steps' items ahead (0: drawn inline, between steps).
+        chunk: Examples per forward pass of a step (see :func:`lm_step`).
 
     Returns:
         The final record: held-out history, test evaluation and digit-height curve.
@@ -310,14 +340,14 @@ def run_stage_bench(model: Any, tok: Any, work: Path, cfg: BenchStageConfig, *, 
         history.append({"step": 0, "minutes": 0.0, **ev})
         logger.info("bench eval step 0: %s", json.dumps(ev))
         last_eval = clock.elapsed
-    data = _steps(cfg, step)
+    data = _steps(cfg, step, workers)
     while clock.elapsed < cfg.minutes * 60:
         s, kind, exs = next(data)
         scale = time_decay(clock.elapsed, cfg.minutes * 60, cfg.decay_share)
         for g, base in zip(opt.param_groups, (cfg.lm_lr, cfg.vision_lr)):
             g["lr"] = lr_at(step, base, cfg.warmup) * scale
         if exs:
-            losses.setdefault(kind, []).append(lm_step(model, enc, exs, opt))
+            losses.setdefault(kind, []).append(lm_step(model, enc, exs, opt, chunk))
         step += 1
         if step % 20 == 0:
             logger.info("bench step %d t=%.1fmin %s", step, clock.elapsed / 60,
@@ -335,6 +365,7 @@ def run_stage_bench(model: Any, tok: Any, work: Path, cfg: BenchStageConfig, *, 
             save_ckpt(ckpt, model=model.state_dict(), opt=opt.state_dict(), step=step, elapsed=clock.elapsed,
                       history=history, done=done)
             last_save = clock.elapsed
+    data.close()  # stops the workers drawing ahead
     record: dict[str, Any] = {"history": history}
     if cfg.final_n:
         test = eval_set(cfg.data_seed, "test", cfg.final_n)

@@ -76,8 +76,15 @@ def main(argv: list[str] | None = None) -> None:
                     help="batch kinds and sizes of one cycle, e.g. crop:24,low:24,where:24,full:8,old:24 "
                          "(default: stage_bench.PLAN)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="where to train: cpu, cuda, cuda:N")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="processes drawing the next steps' items ahead (0: inline; a GPU needs several)")
+    ap.add_argument("--chunk", type=int, default=None,
+                    help="examples per forward pass (default: 8 on the CPU, the whole batch on a GPU)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.device != "cpu" and not torch.cuda.is_available():
+        ap.error(f"--device {args.device}: torch sees no GPU here")
 
     from transformers import AutoModelForImageTextToText, AutoTokenizer
 
@@ -93,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     tok = AutoTokenizer.from_pretrained(base)
     model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch.float32)
     model.config._attn_implementation = "sdpa"
+    model.to(args.device)
     base_card = json.loads((base / "awares.json").read_text()) if (base / "awares.json").is_file() else {}
     plan = {}
     if args.plan:
@@ -115,7 +123,8 @@ def main(argv: list[str] | None = None) -> None:
                      training={**base_card.get("training", {}), **training, "stage": "bench-base",
                                "bench_phases": phases})
 
-    run_stage_bench(model, tok, args.work, cfg, out=args.out, export=export)
+    chunk = args.chunk or (8 if args.device == "cpu" else 1024)
+    run_stage_bench(model, tok, args.work, cfg, out=args.out, export=export, workers=args.workers, chunk=chunk)
 
 
 if __name__ == "__main__":
