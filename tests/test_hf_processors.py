@@ -71,3 +71,29 @@ def test_bare_tokenizer_is_an_error(tmp_path: Path) -> None:
     proc.tokenizer.save_pretrained(tmp_path)  # a folder with a tokenizer only
     with pytest.raises(BackendUnavailableError, match="bare"):
         hf_processors.load_processor(tmp_path)
+
+
+def test_a_folder_naming_the_stock_processor_loads_image_only(tmp_path: Path) -> None:
+    """Real Qwen-VL checkpoints, and models saved where torchvision works, name the stock class and carry a video
+    processor; without torchvision that class cannot load (seen: a model trained on a GPU box), so the loader
+    takes the config's family and builds the image-only class with the folder's own pixel settings."""
+    import json
+
+    from transformers import Qwen2_5_VLConfig
+
+    proc = _tiny_processor()
+    proc.save_pretrained(tmp_path)
+    Qwen2_5_VLConfig().save_pretrained(tmp_path)
+    cfg_file = tmp_path / "processor_config.json"
+    saved = json.loads(cfg_file.read_text())
+    saved["processor_class"] = "Qwen2_5_VLProcessor"
+    saved["video_processor"] = {"video_processor_type": "Qwen2VLVideoProcessor", "merge_size": 2, "patch_size": 14,
+                                "temporal_patch_size": 2, "size": {"longest_edge": 602112, "shortest_edge": 100352}}
+    cfg_file.write_text(json.dumps(saved))
+    if hf_processors.torchvision_usable():
+        pytest.skip("with torchvision the stock class loads as it is")
+    with pytest.raises(Exception, match="(?i)torchvision|video processor"):  # what the stock route does here
+        transformers.AutoProcessor.from_pretrained(tmp_path)
+    loaded = hf_processors.load_processor(tmp_path)
+    assert type(loaded).__name__ == "Qwen2_5_VLProcessorImageOnly"
+    assert loaded.image_processor.size.longest_edge == 28 * 28 * 256  # the folder's cap, not a default

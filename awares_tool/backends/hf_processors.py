@@ -10,6 +10,8 @@ Without it ``Qwen2_5_VLProcessor(..., video_processor=None)`` raises, and
 Workaround (remove once a CPU torchvision matching torch is installable): an image-only subclass
 of each processor that passes ``video_processor=None``, registered with ``AutoProcessor`` for the
 family's config class. With a working torchvision nothing is registered and the stock classes load.
+Folders that name the stock class (every real Qwen-VL checkpoint, and any model saved where torchvision
+works) are loaded with the image-only class of their config's family, which skips the video processor.
 
 This module imports transformers lazily so ``awares_tool`` itself stays light.
 """
@@ -128,7 +130,11 @@ def load_processor(path_or_id: str, **kwargs: Any) -> Any:
     tf = _transformers()
     register_image_only_processors()
     try:
-        proc = tf.AutoProcessor.from_pretrained(str(path_or_id), **kwargs)
+        image_only = None if torchvision_usable() else _image_only_family_class(tf, path_or_id)
+        if image_only is not None:  # the folder may name the stock class, whose video processor cannot load here
+            proc = image_only.from_pretrained(str(path_or_id), **kwargs)
+        else:
+            proc = tf.AutoProcessor.from_pretrained(str(path_or_id), **kwargs)
     except Exception as e:  # noqa: BLE001 - surface as one clear backend error
         raise BackendUnavailableError(f"cannot load a processor from {path_or_id!r}: {e}") from e
     if not isinstance(proc, tf.ProcessorMixin):
@@ -139,3 +145,16 @@ def load_processor(path_or_id: str, **kwargs: Any) -> Any:
             "a torchvision that matches torch or check processor_config.json)"
         )
     return proc
+
+
+def _image_only_family_class(tf: Any, path_or_id: str) -> type | None:
+    """The image-only processor class of the Qwen-VL family of the folder's config, or None for other models."""
+    try:
+        config = tf.AutoConfig.from_pretrained(str(path_or_id))
+    except Exception as e:  # noqa: BLE001 - not a model folder AutoConfig reads; AutoProcessor says why
+        logger.debug("no config in %s: %s", path_or_id, e)
+        return None
+    for _module, proc_name, cfg_name in _FAMILIES:
+        if type(config).__name__ == cfg_name and hasattr(tf, proc_name):
+            return image_only_processor_class(getattr(tf, proc_name))
+    return None

@@ -34,6 +34,7 @@ from __future__ import annotations
 import atexit
 import functools
 import importlib.util
+import json
 import logging
 import shutil
 import tempfile
@@ -359,9 +360,27 @@ def build_tiny_vlm(family: str, out_dir: Path, *, seed: int = 0, checkpoint: boo
     model.eval()
     model.save_pretrained(out)
     proc.save_pretrained(out)
+    if checkpoint:
+        _name_stock_processor(out)
     n_params = sum(p.numel() for p in model.parameters())
     log.debug("built tiny %s (%d params) in %s", family, n_params, out)
     return out
+
+
+def _name_stock_processor(out: Path) -> None:
+    """Name the stock processor class in the saved files, as the real checkpoints do.
+
+    Without torchvision the folder was saved by the image-only subclass, under its own name; a real Qwen-VL
+    checkpoint names ``Qwen2_5_VLProcessor`` (etc.), whose video processor cannot load here, so the fixture
+    must too (a loader that only handled our own name broke on every downloaded checkpoint).
+    """
+    for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+        f = out / name
+        if f.is_file():
+            data = json.loads(f.read_text())
+            if str(data.get("processor_class", "")).endswith("ImageOnly"):
+                data["processor_class"] = data["processor_class"].removesuffix("ImageOnly")
+                f.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _build_in_temp_folder(family: str, kind: str, checkpoint: bool = False) -> Path:
