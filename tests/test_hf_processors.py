@@ -97,3 +97,22 @@ def test_a_folder_naming_the_stock_processor_loads_image_only(tmp_path: Path) ->
     loaded = hf_processors.load_processor(tmp_path)
     assert type(loaded).__name__ == "Qwen2_5_VLProcessorImageOnly"
     assert loaded.image_processor.size.longest_edge == 28 * 28 * 256  # the folder's cap, not a default
+
+
+def test_our_image_only_folders_load_where_torchvision_works(tmp_path: Path, monkeypatch) -> None:
+    """Folders saved here name ``Qwen2_5_VLProcessorImageOnly``, a class transformers cannot find by name; where
+    torchvision works nothing is registered for it, and the embedded default loaded as a bare tokenizer (seen on
+    a GPU machine). Such a folder loads as the image-only class whether torchvision works or not."""
+    from transformers import Qwen2_5_VLConfig
+
+    proc = _tiny_processor()
+    proc.save_pretrained(tmp_path)
+    Qwen2_5_VLConfig().save_pretrained(tmp_path)
+    monkeypatch.setattr(hf_processors, "torchvision_usable", lambda: True)
+    monkeypatch.setattr(hf_processors, "_registered", False)
+    reg = transformers.models.auto.processing_auto.PROCESSOR_MAPPING._extra_content
+    monkeypatch.setattr(transformers.models.auto.processing_auto.PROCESSOR_MAPPING, "_extra_content", {
+        k: v for k, v in reg.items() if not v.__name__.endswith("ImageOnly")})  # as in a process with torchvision
+    assert not isinstance(transformers.AutoProcessor.from_pretrained(tmp_path), transformers.ProcessorMixin)
+    loaded = hf_processors.load_processor(tmp_path)
+    assert type(loaded).__name__ == "Qwen2_5_VLProcessorImageOnly"

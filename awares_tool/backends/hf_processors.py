@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from awares_tool.errors import BackendUnavailableError, MissingExtraError
@@ -130,8 +132,12 @@ def load_processor(path_or_id: str, **kwargs: Any) -> Any:
     tf = _transformers()
     register_image_only_processors()
     try:
-        image_only = None if torchvision_usable() else _image_only_family_class(tf, path_or_id)
-        if image_only is not None:  # the folder may name the stock class, whose video processor cannot load here
+        # Our own folders name the image-only class, which AutoProcessor cannot resolve by name (it is built
+        # here, not in transformers), torchvision or not; without torchvision, folders naming the stock class
+        # (real checkpoints) cannot build its video processor. Both load as the family's image-only class.
+        need = not torchvision_usable() or str(_declared_processor_class(path_or_id)).endswith("ImageOnly")
+        image_only = _image_only_family_class(tf, path_or_id) if need else None
+        if image_only is not None:
             proc = image_only.from_pretrained(str(path_or_id), **kwargs)
         else:
             proc = tf.AutoProcessor.from_pretrained(str(path_or_id), **kwargs)
@@ -145,6 +151,19 @@ def load_processor(path_or_id: str, **kwargs: Any) -> Any:
             "a torchvision that matches torch or check processor_config.json)"
         )
     return proc
+
+
+def _declared_processor_class(path_or_id: str) -> str | None:
+    """The processor class a local model folder names (processor, preprocessor or tokenizer config), if any."""
+    folder = Path(path_or_id)
+    for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+        try:
+            declared = json.loads((folder / name).read_text()).get("processor_class")
+        except (OSError, ValueError, AttributeError):  # absent, unreadable, not a JSON object: look further
+            continue
+        if declared:
+            return str(declared)
+    return None
 
 
 def _image_only_family_class(tf: Any, path_or_id: str) -> type | None:
