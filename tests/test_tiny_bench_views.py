@@ -99,10 +99,17 @@ def test_quarter_answer_names_the_quarter_of_the_evidence_centre() -> None:
     assert grounding.images == [views.low] and grounding.conv[1][1] == [("text", answer)]
 
 
-def test_request_example_answers_in_the_tool_calls_own_words() -> None:
-    """The crop tool's reply for the evidence regions, one or two of them: what the parser reads back."""
-    from awares_tool.protocol import CropRequest, parse_reply
+def test_request_example_answers_with_the_tool_call_sft_trains() -> None:
+    """The evidence regions (one or two) as the get_crops call: what the parser reads back, and token for token the
+    assistant turn the reproduction's SFT renders for that call with the base's own chat template."""
+    from transformers import AutoTokenizer
 
+    from awares_tool.protocol import CropRequest, parse_reply
+    from awares_train.reproduce.pipeline import default_base
+    from awares_train.tiny.batches import ConversationEncoder
+
+    tok = AutoTokenizer.from_pretrained(default_base())
+    enc = ConversationEncoder(tok)
     items = _items(6, lowres_share=0.5, pair_share=0.0) + _items(6, lowres_share=0.5, pair_share=1.0)
     assert {len(item.evidence_regions) for item, _ in items} == {1, 2}
     for item, image in items:
@@ -111,9 +118,19 @@ def test_request_example_answers_in_the_tool_calls_own_words() -> None:
         assert example.images == [views.low]
         assert example.conv[0][1][-1] == ("text", REQUEST_PREFIX + item.question)
         (reply,) = [text for kind, text in example.conv[1][1] if kind == "text"]
-        assert reply.startswith("GET_CROPS: [")
         parsed = parse_reply(reply)
         assert isinstance(parsed, CropRequest) and list(parsed.regions) == list(item.evidence_regions)
+
+        ids, labels = enc.encode(example.conv)
+        trained = [t for t, lab in zip(ids, labels) if lab != -100]
+        call = {"type": "function", "function": {"name": "get_crops",
+                                                 "arguments": {"regions": list(item.evidence_regions)}}}
+        msgs = [{"role": "user", "content": [{"type": "text", "text": "q"}]}]
+        prompt = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        full = tok.apply_chat_template([*msgs, {"role": "assistant", "content": [], "tool_calls": [call]}],
+                                       tokenize=False)
+        assert full.startswith(prompt)
+        assert trained == tok(full[len(prompt):].rstrip("\n"), add_special_tokens=False)["input_ids"]
 
 
 def test_processor_view_keeps_images_already_on_the_grid() -> None:

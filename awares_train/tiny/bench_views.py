@@ -14,7 +14,8 @@ margin`` px tall there, and the evidence crops always (the generator guarantees 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,15 +23,14 @@ from PIL import Image
 
 from awares_tool.episode.episode import CropEpisode
 from awares_tool.images.lowres import ScalePolicy
-from awares_tool.protocol import CropRequest
-from awares_tool.protocol.prompts import example_request
+from awares_tool.protocol import GET_CROPS_TOOL, CropRequest
 from awares_train.bench.generator import BenchConfig, BenchItem, generate_item
 from awares_train.bench.profiles import BenchProfile, get_profile
 from awares_train.tiny.batches import n_image_tokens
 from awares_train.tiny.tasks import Example
 
 __all__ = ["REGION_NAMES", "WHERE_PREFIX", "BenchViews", "processor_view", "item_views", "vqa_example",
-           "where_answer", "where_example", "quarter_answer", "quarter_example", "REQUEST_PREFIX", "request_example",
+           "where_answer", "where_example", "quarter_answer", "quarter_example", "REQUEST_PREFIX", "request_example", "tool_call_text",
            "item_stream", "bench_profile"]
 
 #: Names of the ``awares9`` regions as the tiny model's system prompt words them (grounding answers).
@@ -38,7 +38,7 @@ REGION_NAMES = {"0": "top-left", "1": "top-right", "2": "bottom-left", "3": "bot
                 "5": "top", "6": "bottom", "7": "left", "8": "right"}
 #: The grounding question: where in the image the evidence for a question lies (asked on the low-res view).
 WHERE_PREFIX = "Where is it? "
-#: The same question answered in the crop tool's own words (``GET_CROPS: ['4']``).
+#: The same question answered as the crop tool call SFT and GRPO train (see :func:`tool_call_text`).
 REQUEST_PREFIX = "Which crops? "
 
 
@@ -150,14 +150,25 @@ def quarter_example(views: BenchViews) -> Example:
     return _grounding_example(views, quarter_answer(views.item))
 
 
-def request_example(views: BenchViews) -> Example:
-    """Grounding in the crop tool's vocabulary: ``Which crops? <question>`` -> ``GET_CROPS: ['4']``.
+def tool_call_text(regions: Sequence[str]) -> str:
+    """A ``get_crops`` call for ``regions`` as the tiny chat template renders an assistant's tool call.
 
-    The tool call names regions by number, :func:`where_example` by words; a base that learnt the words named
-    the right region 43% of the time, yet its SFT model requested the right crop 13% of the time (SFT meets the
-    numbers in a few hundred crop examples; measured 2026-12-04). These are the tokens SFT's crop turns use.
+    The reproduction's SFT (``request_format: tool``) and GRPO's rollouts train this form, not the text form
+    ``GET_CROPS: ['4']``; ``tests/test_tiny_bench_views.py`` checks it token for token against the template.
     """
-    return _grounding_example(views, example_request(views.item.evidence_regions), REQUEST_PREFIX)
+    return "<tool_call>\n" + json.dumps({"name": GET_CROPS_TOOL, "arguments": {"regions": list(regions)}}) + "\n</tool_call>"
+
+
+def request_example(views: BenchViews) -> Example:
+    """Grounding in the crop tool's own tokens: ``Which crops? <question>`` -> the ``get_crops`` call.
+
+    The tool call names regions by number, :func:`where_example` by words: a base that learnt the words named
+    the right region 43% of the time, yet its SFT model requested the right crop 13% of the time. A first version
+    of this example answered in the text form (``GET_CROPS: ['4']``), which SFT never trains: the base learnt it
+    (0.435 teacher-forced) and its SFT model still requested the right crop 11% of the time (measured
+    2026-12-04). The answer is now the call SFT's crop turns end in (:func:`tool_call_text`).
+    """
+    return _grounding_example(views, tool_call_text(views.item.evidence_regions), REQUEST_PREFIX)
 
 
 def item_stream(cfg: BenchConfig, split: str, start: int = 0) -> Iterator[tuple[BenchItem, Image.Image]]:

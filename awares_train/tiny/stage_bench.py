@@ -12,8 +12,8 @@ where the evidence is readable:
   pretrained VLM brings to AwaRes training and a model from random weights must be taught;
 * ``quarter``: the same question answered with the quarter holding the evidence's centre, the coarse step
   the tiny base does learn (not in the default plan; ``--plan quarter:32,crop:8,old:8`` trains it);
-* ``request``: the grounding question answered in the crop tool's reply form (``GET_CROPS: ['4']``), the
-  tokens SFT's crop turns use (``where`` answers in words, which SFT's tool calls do not);
+* ``request``: the grounding question answered as the ``get_crops`` tool call, the tokens SFT's crop turns
+  end in (``where`` answers in words, which SFT's tool calls do not);
 * ``old``: batches of the synthetic task of stage B, so the model keeps what it could do.
 
 Views where the evidence is *not* readable (the low-res view of items that need a crop, the capped full view of
@@ -184,7 +184,7 @@ def bench_eval(model: Any, enc: ConversationEncoder, views: list[BenchViews]) ->
     ``low@ok`` / ``low@small``: low-res view of items answerable there / that need a crop (the gap);
     ``full@ok`` / ``full@small``: capped full view with readable / unreadable digits; ``crop``: evidence crops;
     ``where``: grounding (region names) from the low-res view; ``quarter``: its coarse step (one-box items);
-    ``request``: grounding as the crop tool's reply (``GET_CROPS: ['4']``).
+    ``request``: grounding as the ``get_crops`` tool call SFT trains.
     """
     def score(name: str, vs: list[BenchViews], make: Callable[[BenchViews], Example]) -> list[bool]:
         flags = tf_exact(model, enc, [make(v) for v in vs]) if vs else []
