@@ -133,6 +133,36 @@ def test_request_example_answers_with_the_tool_call_sft_trains() -> None:
         assert trained == tok(full[len(prompt):].rstrip("\n"), add_special_tokens=False)["input_ids"]
 
 
+def test_call_example_is_the_first_turn_sft_renders_for_a_crop_item() -> None:
+    """The call example renders, byte for byte, as the reproduction's SFT renders a crop example's first turn
+    (its system prompt, the tool list the template adds, the image, the question, the get_crops call)."""
+    import yaml
+    from transformers import AutoTokenizer
+
+    from awares_train.grpo.env import crop_tool_schemas
+    from awares_train.reproduce.pipeline import default_base
+    from awares_train.tiny.bench_views import SFT_CONFIG, call_example
+
+    tok = AutoTokenizer.from_pretrained(default_base())
+    system = yaml.safe_load(SFT_CONFIG.read_text())["system_prompt"]
+    (item, image), = [(i, im) for i, im in _items(8, lowres_share=0.0) if len(i.evidence_regions) == 1][:1]
+    views = item_views(item, image, bench_profile())
+    assert not views.low_readable
+    example = call_example(views)
+    assert example.images == [views.low]
+
+    def msgs(conv):
+        return [{"role": r, "content": [{"type": "image"} if k == "image" else {"type": "text", "text": v}
+                                        for k, v in parts]} for r, parts in conv]
+
+    call = {"type": "function", "function": {"name": "get_crops", "arguments": {"regions": list(item.evidence_regions)}}}
+    sft = [{"role": "system", "content": [{"type": "text", "text": system}]},
+           {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": item.question}]},
+           {"role": "assistant", "content": [], "tool_calls": [call]}]
+    ours = tok.apply_chat_template(msgs(example.conv), tokenize=False)
+    assert ours == tok.apply_chat_template(sft, tools=crop_tool_schemas(), tokenize=False)
+
+
 def test_processor_view_keeps_images_already_on_the_grid() -> None:
     from PIL import Image
 

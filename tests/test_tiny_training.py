@@ -45,13 +45,13 @@ def test_train_bench_base_writes_a_capped_model_and_resumes(tmp_path):
 
     work, out = tmp_path / "work", tmp_path / "bench-base"
     common = ["--out", str(out), "--work", str(work), "--eval-n", "4", "--final-n", "4", "--old-eval-n", "2",
-              "--threads", "1", "--plan", "crop:2,low:2,where:2,quarter:2,request:2,full:1,old:2"]
+              "--threads", "1", "--plan", "crop:2,low:2,where:2,quarter:2,request:2,call:2,full:1,old:2"]
     train_bench_base.main([*common, "--minutes", "0.15"])
     card = json.loads((out / "awares.json").read_text())
     assert card["training"]["stage"] == "bench-base" and card["max_pixels"] == 448 * 448
     assert card["training"]["stage_a_minutes"] > 0  # the shipped base's own record is kept
     test = card["metrics"]["heldout_bench_test"]
-    for key in ("crop", "low@ok", "low@small", "full@ok", "where", "quarter", "request", "crop@document"):
+    for key in ("crop", "low@ok", "low@small", "full@ok", "where", "quarter", "request", "call", "crop@document"):
         assert 0.0 <= test[key] <= 1.0
     assert {c["view"] for c in card["metrics"]["digit_curve"]} == {"crop", "low", "full"}
     processor = json.loads((out / "processor_config.json").read_text())["image_processor"]

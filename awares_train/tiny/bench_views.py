@@ -14,9 +14,11 @@ margin`` px tall there, and the evidence crops always (the generator guarantees 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -30,7 +32,7 @@ from awares_train.tiny.batches import n_image_tokens
 from awares_train.tiny.tasks import Example
 
 __all__ = ["REGION_NAMES", "WHERE_PREFIX", "BenchViews", "processor_view", "item_views", "vqa_example",
-           "where_answer", "where_example", "quarter_answer", "quarter_example", "REQUEST_PREFIX", "request_example", "tool_call_text",
+           "where_answer", "where_example", "quarter_answer", "quarter_example", "REQUEST_PREFIX", "request_example", "tool_call_text", "call_example", "sft_system_text",
            "item_stream", "bench_profile"]
 
 #: Names of the ``awares9`` regions as the tiny model's system prompt words them (grounding answers).
@@ -169,6 +171,33 @@ def request_example(views: BenchViews) -> Example:
     2026-12-04). The answer is now the call SFT's crop turns end in (:func:`tool_call_text`).
     """
     return _grounding_example(views, tool_call_text(views.item.evidence_regions), REQUEST_PREFIX)
+
+
+#: The reproduction's SFT settings: its system prompt is the context of :func:`call_example`.
+SFT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "sft_tiny_bench.yaml"
+
+
+@functools.cache
+def sft_system_text() -> str:
+    """The system turn's text as the reproduction's SFT renders it: its system prompt, then the tiny chat
+    template's one-line tool list (``tests/test_tiny_bench_views.py`` checks the rendering is the same)."""
+    import yaml
+
+    prompt = yaml.safe_load(SFT_CONFIG.read_text())["system_prompt"]
+    return f"{prompt}\n\nTools: {GET_CROPS_TOOL}"
+
+
+def call_example(views: BenchViews) -> Example:
+    """The first turn of an SFT crop example: SFT's system prompt, the low-res view, the question -> the call.
+
+    :func:`request_example` teaches the call under its own prefix: a base that learnt it there (0.23 of
+    held-out crop-needing items, teacher-forced) made 0.00 in SFT's context (system prompt, no prefix), and its
+    SFT model requested the right crop 15% of the time (measured 2026-12-04). Only for items that need a crop
+    (the call is their right first turn); SFT teaches when to answer instead.
+    """
+    parts: list[tuple[str, Any]] = [("image", n_image_tokens(*views.low.size)), ("text", views.item.question)]
+    return Example([("system", [("text", sft_system_text())]), ("user", parts),
+                    ("assistant", [("text", tool_call_text(views.item.evidence_regions))])], [views.low])
 
 
 def item_stream(cfg: BenchConfig, split: str, start: int = 0) -> Iterator[tuple[BenchItem, Image.Image]]:

@@ -14,6 +14,7 @@ where the evidence is readable:
   the tiny base does learn (not in the default plan; ``--plan quarter:32,crop:8,old:8`` trains it);
 * ``request``: the grounding question answered as the ``get_crops`` tool call, the tokens SFT's crop turns
   end in (``where`` answers in words, which SFT's tool calls do not);
+* ``call``: the same call in SFT's own context (its system prompt, no prefix), on items that need a crop;
 * ``old``: batches of the synthetic task of stage B, so the model keeps what it could do.
 
 Views where the evidence is *not* readable (the low-res view of items that need a crop, the capped full view of
@@ -46,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from awares_train.bench.generator import BenchConfig, GenerationError, generate_item
 from awares_train.tiny.batches import ConversationEncoder
-from awares_train.tiny.bench_views import (BenchViews, bench_profile, item_views, quarter_example,
+from awares_train.tiny.bench_views import (BenchViews, bench_profile, call_example, item_views, quarter_example,
                                            request_example, vqa_example, where_example)
 from awares_train.tiny.common import Clock, load_ckpt, lr_at, make_optimizer, save_ckpt
 from awares_train.tiny.evaluate import turn_exact
@@ -61,7 +62,7 @@ logger = logging.getLogger(__name__)
 PLAN: tuple[tuple[str, int], ...] = (("crop", 24), ("low", 24), ("crop", 24), ("where", 24), ("full", 8),
                                      ("old", 24))
 #: Batch kinds of a plan.
-KINDS: tuple[str, ...] = ("crop", "low", "where", "quarter", "request", "full", "old")
+KINDS: tuple[str, ...] = ("crop", "low", "where", "quarter", "request", "call", "full", "old")
 #: Digit-height bins (px in the view the model saw) of the held-out curve.
 CURVE_EDGES: tuple[float, ...] = (0.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.4, 22.0, 28.0, 40.0)
 
@@ -184,7 +185,8 @@ def bench_eval(model: Any, enc: ConversationEncoder, views: list[BenchViews]) ->
     ``low@ok`` / ``low@small``: low-res view of items answerable there / that need a crop (the gap);
     ``full@ok`` / ``full@small``: capped full view with readable / unreadable digits; ``crop``: evidence crops;
     ``where``: grounding (region names) from the low-res view; ``quarter``: its coarse step (one-box items);
-    ``request``: grounding as the ``get_crops`` tool call SFT trains.
+    ``request``: grounding as the ``get_crops`` tool call SFT trains; ``call``: that call in SFT's context, on
+    items that need a crop.
     """
     def score(name: str, vs: list[BenchViews], make: Callable[[BenchViews], Example]) -> list[bool]:
         flags = tf_exact(model, enc, [make(v) for v in vs]) if vs else []
@@ -204,6 +206,7 @@ def bench_eval(model: Any, enc: ConversationEncoder, views: list[BenchViews]) ->
     score("where", views, where_example)
     score("quarter", [v for v in views if v.one_box], quarter_example)
     score("request", views, request_example)
+    score("call", [v for v in views if not v.low_readable], call_example)
     res["n"] = counts
     return res
 
@@ -241,6 +244,9 @@ def _batches(cfg: BenchStageConfig, step: int, kind: str, n: int) -> list[Exampl
     if kind in ("where", "request"):  # grounding on every item, in region names or as the tool's reply
         make = where_example if kind == "where" else request_example
         return [make(v) for v in _draw(BenchConfig(profile="tiny", seed=seed), f"base-{kind}", start, n)]
+    if kind == "call":  # items that need a crop: the call is their first turn in SFT's context
+        views = _draw(BenchConfig(profile="tiny", seed=seed, lowres_share=0.0), "base-call", start, n)
+        return [call_example(v) for v in views if not v.low_readable][:n]
     if kind == "quarter":  # one-box items: the quarter of the evidence's centre (grounding's coarse step)
         views = _draw(BenchConfig(profile="tiny", seed=seed), "base-quarter", start, 2 * n)
         return [quarter_example(v) for v in views if v.one_box][:n]
