@@ -12,6 +12,7 @@
 #   mix:    request:24,where:8,crop:16,low:24,old:8  (the tool-call grounding, region names kept in the mix)
 #   req:    request:32,crop:16,low:24,old:8          (the first CPU request phase's plan, run longer)
 #   mix-lr: the mix at half the learning rates       (the CPU phase lost reading and `where` as it learnt)
+#   call:   call:16,request:8,where:8,crop:16,low:24,old:8  (the call in SFT's own context, see bench_views)
 set -uo pipefail
 BASE=${1:?base model folder}; OUT=${2:?output folder}; MINUTES=${3:-6}; shift $(( $# < 3 ? $# : 3 ))
 VARIANTS=()
@@ -31,7 +32,8 @@ variant() {
     mix) args=(--plan request:24,where:8,crop:16,low:24,old:8) ;;
     req) args=(--plan request:32,crop:16,low:24,old:8) ;;
     mix-lr) args=(--plan request:24,where:8,crop:16,low:24,old:8 --lm-lr 2.5e-4 --vision-lr 5e-5) ;;
-    *) echo "unknown variant $name (mix, req, mix-lr)" >&2; return 2 ;;
+    call) args=(--plan call:16,request:8,where:8,crop:16,low:24,old:8) ;;
+    *) echo "unknown variant $name (mix, req, mix-lr, call)" >&2; return 2 ;;
   esac
   mkdir -p "$OUT/$name"
   timeout "$LIMIT" "$PY" -m awares_train.tiny.train_bench_base "${COMMON[@]}" "${args[@]}" \
