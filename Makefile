@@ -70,10 +70,12 @@ REPRODUCE_ARGS ?=
 reproduce: bench-base
 	$(BIN)/awares-train reproduce --base runs/bench-base/model --work runs/reproduce-bench $(REPRODUCE_ARGS)
 
-# The reproduction's base, in four wall-clock phases, each from the last one's model (the card lists them):
+# The reproduction's base, in five wall-clock phases, each from the last one's model (the card lists them):
 # reading the benchmark's views (BENCH_BASE_MINUTES), then grounding from coarse to the crop set's regions
-# (the quarter holding the evidence; quarters and regions; regions), with reading and the old task mixed in.
-# A base trained on regions alone did not ground (docs/reproduce-bench/results.md).
+# (the quarter holding the evidence; quarters and regions; regions), then the same regions named in the
+# get_crops call, in SFT's own context (call) and under a prefix (request), with reading and the old task mixed
+# in. A base trained on regions alone did not ground (docs/reproduce-bench/results.md); one that named regions
+# in words but not in the call gave SFT 13% region accuracy, with the call phase 24% (README).
 BENCH_BASE_MINUTES ?= 170
 BENCH_BASE_FROM ?=
 BENCH_BASE_DIR ?= runs/bench-base
@@ -85,8 +87,10 @@ bench-base: $(VENV)/.test-deps
 	  --minutes 28 --decay-share 0.2 --plan quarter:32,crop:8,old:8
 	$(ADAPT) --base $(BENCH_BASE_DIR)/quarter --out $(BENCH_BASE_DIR)/regions --work $(BENCH_BASE_DIR)/work-regions \
 	  --minutes 40 --decay-share 0.25 --plan quarter:16,where:24,crop:16,low:24,old:8
-	$(ADAPT) --base $(BENCH_BASE_DIR)/regions --out $(BENCH_BASE_DIR)/model --work $(BENCH_BASE_DIR)/work-where \
+	$(ADAPT) --base $(BENCH_BASE_DIR)/regions --out $(BENCH_BASE_DIR)/where --work $(BENCH_BASE_DIR)/work-where \
 	  --minutes 20 --decay-share 0.3 --plan where:32,crop:16,low:24,old:8
+	$(ADAPT) --base $(BENCH_BASE_DIR)/where --out $(BENCH_BASE_DIR)/model --work $(BENCH_BASE_DIR)/work-call \
+	  --minutes 40 --decay-share 0.3 --workers 1 --plan call:16,request:8,where:8,crop:16,low:24,old:8
 
 # The first reproduction, on the synthetic one-code task (docs/reproduce/results.md).
 reproduce-synthetic: $(VENV)/.test-deps
