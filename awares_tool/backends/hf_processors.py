@@ -32,7 +32,11 @@ __all__ = [
     "image_only_processor_class",
     "register_image_only_processors",
     "load_processor",
+    "PROCESSOR_CLASS_FILES",
 ]
+
+#: The files of a model folder that may name its processor class, in the order transformers reads them.
+PROCESSOR_CLASS_FILES: tuple[str, ...] = ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +160,7 @@ def load_processor(path_or_id: str, **kwargs: Any) -> Any:
 def _declared_processor_class(path_or_id: str) -> str | None:
     """The processor class a local model folder names (processor, preprocessor or tokenizer config), if any."""
     folder = Path(path_or_id)
-    for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+    for name in PROCESSOR_CLASS_FILES:
         try:
             declared = json.loads((folder / name).read_text()).get("processor_class")
         except (OSError, ValueError, AttributeError):  # absent, unreadable, not a JSON object: look further

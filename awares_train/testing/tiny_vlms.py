@@ -374,7 +374,9 @@ def _name_stock_processor(out: Path) -> None:
     checkpoint names ``Qwen2_5_VLProcessor`` (etc.), whose video processor cannot load here, so the fixture
     must too (a loader that only handled our own name broke on every downloaded checkpoint).
     """
-    for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+    from awares_tool.backends.hf_processors import PROCESSOR_CLASS_FILES
+
+    for name in PROCESSOR_CLASS_FILES:
         f = out / name
         if f.is_file():
             data = json.loads(f.read_text())
