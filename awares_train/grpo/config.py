@@ -28,7 +28,7 @@ class AwaresGRPOConfig(GRPOConfig):
     merge_sft_adapter: bool = field(
         default=True, metadata={"help": "Merge the SFT adapter and train a fresh LoRA on top (False: keep training "
                                         "the SFT adapter itself)."})
-    train_data: str = field(default="", metadata={"help": "Trajectory folder; GRPO uses the question, answers, "
+    train_data: str = field(default="", metadata={"help": "Trajectory folder (several: comma-separated); GRPO uses the question, answers, "
                                                           "label, low-res view and original image of each record."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N records."})
     crop_set: str = field(default="awares9", metadata={"help": "Crop set of the get_crops tool."})

@@ -25,7 +25,7 @@ class AwaresSFTConfig(SFTConfig):
     """
 
     model_name_or_path: str = field(default="", metadata={"help": "Base VLM: local folder or hub id."})
-    train_data: str = field(default="", metadata={"help": "Trajectory folder (with data.jsonl) to train on."})
+    train_data: str = field(default="", metadata={"help": "Trajectory folder (with data.jsonl) to train on; several, comma-separated, are mixed."})
     eval_data: str | None = field(
         default=None, metadata={"help": "Trajectory folder for the held-out split; None: split off eval_fraction."})
     eval_fraction: float = field(
