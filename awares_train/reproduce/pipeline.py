@@ -29,7 +29,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["ReproduceConfig", "run_synthetic_reproduction", "GRPO_RUNS", "default_base", "run_stage", "cli_stage", "grpo_runs",
-           "read_timings", "seed_dir"]
+           "read_timings", "seed_dir", "write_synthetic_data", "build_synthetic_trajectories", "evaluate_synthetic",
+           "CONFIGS"]
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,8 @@ def run_stage(name: str, done: Path, timings: Path, fn: Any) -> None:
     log.info("[%s] done in %.1f min", name, seconds / 60)
 
 
-def _write_data(cfg: ReproduceConfig) -> None:
+def write_synthetic_data(cfg: ReproduceConfig) -> None:
+    """The one-code task's train split (fonts ``cfg.train_fonts``) and test split (``cfg.test_font``) in ``work/data``."""
     from awares_train.data.synthetic import SyntheticConfig, write_split
 
     write_split(cfg.work / "data" / "train", cfg.n_train,
@@ -131,7 +133,8 @@ def _write_data(cfg: ReproduceConfig) -> None:
                 "test")
 
 
-def _build_trajectories(cfg: ReproduceConfig) -> None:
+def build_synthetic_trajectories(cfg: ReproduceConfig) -> None:
+    """Trajectories of the one-code train split: the base answers, the exact judge labels, the codes' boxes ground."""
     from awares_train.data.build import BuildConfig, build_dataset
 
     build_dataset(BuildConfig(
@@ -187,7 +190,8 @@ def load_test_items(cfg: ReproduceConfig) -> list[Any]:
     return [it.model_copy(update={"benchmark": "needs-crop" if it.needs_crop else "low-res-ok"}) for it in items]
 
 
-def _evaluate(cfg: ReproduceConfig, name: str, model: Path, modes: list[str]) -> None:
+def evaluate_synthetic(cfg: ReproduceConfig, name: str, model: Path, modes: list[str]) -> None:
+    """The evaluation harness on the one-code test split, written to ``cfg.work/eval/<name>``."""
     from awares_train.eval.harness import evaluate
 
     report = evaluate(load_test_items(cfg), f"transformers:{model}", modes, label=name)
@@ -200,8 +204,9 @@ def run_synthetic_reproduction(cfg: ReproduceConfig) -> dict[str, Any]:
 
     timings = cfg.work / "timings.json"
     common = {"seed": cfg.seed, "torch_threads": cfg.threads}
-    run_stage("data", cfg.work / "data" / "test" / "records.jsonl", timings, lambda: _write_data(cfg))
-    run_stage("trajectories", cfg.work / "trajectories" / "stats.json", timings, lambda: _build_trajectories(cfg))
+    run_stage("data", cfg.work / "data" / "test" / "records.jsonl", timings, lambda: write_synthetic_data(cfg))
+    run_stage("trajectories", cfg.work / "trajectories" / "stats.json", timings,
+              lambda: build_synthetic_trajectories(cfg))
     sft_dir = cfg.work / "sft"
     run_stage("sft", sft_dir / "awares.json", timings, lambda: cli_stage("sft", cfg.sft_config, {
         **common, "model_name_or_path": str(cfg.base), "train_data": str(cfg.work / "trajectories"),
@@ -214,5 +219,5 @@ def run_synthetic_reproduction(cfg: ReproduceConfig) -> dict[str, Any]:
                   lambda overrides=overrides: cli_stage("grpo", cfg.grpo_config, overrides))
     for name, model, modes in _evaluations(cfg):
         run_stage(f"eval:{name}", cfg.work / "eval" / name / "report.json", timings,
-                  lambda name=name, model=model, modes=modes: _evaluate(cfg, name, model, modes))
+                  lambda name=name, model=model, modes=modes: evaluate_synthetic(cfg, name, model, modes))
     return write_report(cfg, [name for name, _, _ in _evaluations(cfg)], read_timings(timings))

@@ -1,10 +1,11 @@
 """Make a model of a reproduction run the embedded default: ``python -m awares_train.tiny.ship WORK --run grpo``.
 
-The embedded ``tiny-awares`` is the GRPO model of ``make reproduce-from-scratch``, shipped by this script:
-it copies the inference files of ``WORK/<run>`` (no optimizer state, configs or logs), writes a model card
-that states the low-res policy explicitly and carries what the evaluation harness measured on the run's
-test split (``metrics.reproduce_eval``, the figures the package's tests check), then exports the GGUF pair
-for the llama.cpp backend.
+The embedded ``tiny-awares`` is a GRPO model shipped by this script (``WORK``: a synthetic reproduction, or the
+default's recipe :mod:`awares_train.tiny.train_default`): it copies the inference files of ``WORK/<run>`` (no
+optimizer state, configs or logs), writes a model card that states the low-res policy explicitly and carries
+what the evaluation harness measured on the run's one-code test split (``metrics.reproduce_eval``, the figures
+the package's tests check) and, where ``WORK/eval/<run>-bench`` exists, on the benchmark's test split
+(``metrics.bench_eval``), then exports the GGUF pair for the llama.cpp backend.
 """
 
 from __future__ import annotations
@@ -25,8 +26,12 @@ EVAL_FIELDS = ("n", "accuracy", "mean_rtr", "crops_per_sample", "no_crop_share",
                "region_accuracy")
 
 
+def _by_benchmark(report: dict[str, Any]) -> dict[str, Any]:
+    return {s["benchmark"]: {k: s[k] for k in EVAL_FIELDS} for s in report["summaries"] if s["mode"] == "awares"}
+
+
 def shipped_card(card: dict[str, Any], report: dict[str, Any], settings: dict[str, Any], run: str,
-                 image_size: list[int]) -> dict[str, Any]:
+                 image_size: list[int], bench_report: dict[str, Any] | None = None) -> dict[str, Any]:
     """The trained run's card with an explicit low-res policy, the test figures and where it came from."""
     from awares_tool.images.lowres import parse_lowres
 
@@ -34,10 +39,11 @@ def shipped_card(card: dict[str, Any], report: dict[str, Any], settings: dict[st
     card["lowres"] = parse_lowres(card.get("lowres")).model_dump()
     card["image_size"] = image_size
     card["font_size"] = settings["test_font"]
-    by_benchmark = {s["benchmark"]: {k: s[k] for k in EVAL_FIELDS}
-                    for s in report["summaries"] if s["mode"] == "awares"}
     card["metrics"] = {"reproduce_eval": {"split": "test", "mode": "awares", "font_size": settings["test_font"],
-                                          "by_benchmark": by_benchmark}}
+                                          "by_benchmark": _by_benchmark(report)}}
+    if bench_report is not None:
+        card["metrics"]["bench_eval"] = {"split": "test", "mode": "awares", "data": bench_report.get("data"),
+                                         "by_benchmark": _by_benchmark(bench_report)}
     card["training"] = {**card.get("training", {}), "run": run, "reproduce_base": settings["base"],
                         "reproduce_work": settings["work"], "n_train": settings["n_train"],
                         "train_fonts": settings["train_fonts"]}
@@ -59,8 +65,10 @@ def ship_model(work: Path, out: Path, *, run: str = "grpo", gguf: Path | None = 
     from awares_train.tiny.export import replace_folder
 
     data = SyntheticConfig(font_size=settings["test_font"], seed=settings["seed"])
+    bench_path = work / "eval" / f"{run}-bench" / "report.json"
     card = shipped_card(json.loads((src / "awares.json").read_text()), json.loads(report_path.read_text()),
-                        settings, run, [data.width, data.height])
+                        settings, run, [data.width, data.height],
+                        json.loads(bench_path.read_text()) if bench_path.is_file() else None)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
