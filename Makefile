@@ -12,16 +12,17 @@ PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q
 # no -march=native, so a cached wheel works on any x86-64 machine with AVX2.
 LLAMA_ENV := CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" CMAKE_BUILD_PARALLEL_LEVEL=2
 
-.PHONY: demo test test-fast lint bench clean help system-deps reproduce bench-base reproduce-synthetic reproduce-from-scratch
+.PHONY: demo test test-fast lint bench clean help system-deps reproduce bench-base reproduce-synthetic reproduce-from-scratch default-model
 
 help:
-	@echo "make demo   - set up and run the embedded default model on a shipped example image"
+	@echo "make demo   - set up and run the embedded default model on shipped example images"
 	@echo "make test   - set up and run the test suite"
 	@echo "make bench  - run the benchmarks in benchmarks/"
-	@echo "make reproduce              - tiny-base adapted to awares-bench, then the AwaRes stages (data, SFT, GRPO, eval)"
-	@echo "make bench-base             - only that adaptation (reading, then a grounding curriculum; resumable)"
-	@echo "make reproduce-synthetic    - the same on the synthetic one-code task (the first reproduction)"
-	@echo "make reproduce-from-scratch - the base model from random weights and its benchmark adaptation too"
+	@echo "make reproduce              - the AwaRes stages (data, SFT, GRPO, eval) on awares-bench from the shipped tiny-base"
+	@echo "make bench-base             - a stage A+B base adapted to awares-bench (reading, grounding; resumable)"
+	@echo "make reproduce-synthetic    - the same stages on the synthetic one-code task (the first reproduction)"
+	@echo "make reproduce-from-scratch - the base model from random weights, its benchmark adaptation, the stages"
+	@echo "make default-model          - after make reproduce: the embedded default (benchmark + one-code task)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,16 +62,24 @@ test: $(VENV)/.test-deps
 test-fast: $(VENV)/.test-deps
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# The tiny AwaRes reproduction on awares-bench (docs/reproduce-bench/results.md): the shipped tiny-base adapted
-# to the benchmark (make bench-base), then one training seed of the AwaRes stages. Resumable: a rerun skips
-# finished stages and phases (SFT and GRPO continue from their last checkpoint); delete the runs/ folders to
-# start over. REPRODUCE_ARGS=--threads 1 while other jobs share the CPU; REPRODUCE_ARGS="--seeds 0,1,2" for
-# the three seeds (same work folder: seed 0 is reused).
+# The tiny AwaRes reproduction on awares-bench (docs/reproduce-bench-call/results.md): one training seed of the
+# AwaRes stages from the shipped tiny-base (the benchmark-adapted base that `make bench-base` builds; ~60 min on
+# 2 cores). Resumable: a rerun skips finished stages (SFT and GRPO continue from their last checkpoint); delete
+# runs/reproduce-bench to start over. REPRODUCE_ARGS=--threads 1 while other jobs share the CPU;
+# REPRODUCE_ARGS="--seeds 0,1,2" for the three seeds (same work folder: seed 0 is reused).
 REPRODUCE_ARGS ?=
-reproduce: bench-base
-	$(BIN)/awares-train reproduce --base runs/bench-base/model --work runs/reproduce-bench $(REPRODUCE_ARGS)
+reproduce: $(VENV)/.test-deps
+	$(BIN)/awares-train reproduce --work runs/reproduce-bench --docs docs/reproduce-bench-call $(REPRODUCE_ARGS)
 
-# The reproduction's base, in five wall-clock phases, each from the last one's model (the card lists them):
+# The embedded default (awares_tool/models/tiny-awares): the same SFT + GRPO from the same base on the
+# benchmark's and the one-code task's trajectories, so that one model answers both; evaluated on both test
+# splits (~40 min after make reproduce). Ship it with
+# `python -m awares_train.tiny.ship runs/default` (copies the model, writes its card, exports the GGUF).
+default-model: $(VENV)/.test-deps
+	$(BIN)/python -m awares_train.tiny.train_default --bench-work runs/reproduce-bench --work runs/default
+
+# The reproduction's base from a stage A+B base (BENCH_BASE_FROM: make reproduce-from-scratch trains one), in
+# five wall-clock phases, each from the last one's model (the card lists them):
 # reading the benchmark's views (BENCH_BASE_MINUTES), then grounding from coarse to the crop set's regions
 # (the quarter holding the evidence; quarters and regions; regions), then the same regions named in the
 # get_crops call, in SFT's own context (call) and under a prefix (request), with reading and the old task mixed
@@ -81,7 +90,9 @@ BENCH_BASE_FROM ?=
 BENCH_BASE_DIR ?= runs/bench-base
 ADAPT = $(BIN)/python -m awares_train.tiny.train_bench_base --eval-every-min 100 --eval-n 50 --final-n 200
 bench-base: $(VENV)/.test-deps
-	$(ADAPT) $(if $(BENCH_BASE_FROM),--base $(BENCH_BASE_FROM)) --out $(BENCH_BASE_DIR)/read \
+	@test -n "$(BENCH_BASE_FROM)" || { echo "error: set BENCH_BASE_FROM=<stage A+B base> (the shipped tiny-base is \
+	already adapted; make reproduce-from-scratch trains a stage A+B base)" >&2; exit 2; }
+	$(ADAPT) --base $(BENCH_BASE_FROM) --out $(BENCH_BASE_DIR)/read \
 	  --work $(BENCH_BASE_DIR)/work-read --minutes $(BENCH_BASE_MINUTES) --decay-share 0.35
 	$(ADAPT) --base $(BENCH_BASE_DIR)/read --out $(BENCH_BASE_DIR)/quarter --work $(BENCH_BASE_DIR)/work-quarter \
 	  --minutes 28 --decay-share 0.2 --plan quarter:32,crop:8,old:8
