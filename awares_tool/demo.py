@@ -1,10 +1,11 @@
-"""``awares demo`` / ``make demo``: the main job on a shipped example image, with no download.
+"""``awares demo`` / ``make demo``: the main job on shipped example images, with no download.
 
-With the embedded default model available it asks a question that needs a high-res crop and one that does
-not, prints answer, regions fetched, RTR and time, and writes the crop overlay; with llama-cpp-python
-installed it asks the same questions of the shipped GGUF through llama.cpp too. Without a model backend
-(no ``hf`` extra installed) it still shows the crop engine: the crop set over the image, the crops and the
-token ledger.
+With the embedded default model available it asks the one-code image a question that needs a high-res crop
+and one that does not, then one document, one chart and one scene item of ``awares-bench`` (among them a half
+crop or two crops), prints answer, regions fetched, RTR and time, and writes each crop overlay; with
+llama-cpp-python installed it asks the same questions of the shipped GGUF through llama.cpp too. Without a
+model backend (no ``hf`` extra installed) it still shows the crop engine: the crop set over the image, the
+crops and the token ledger.
 """
 
 from __future__ import annotations
@@ -18,15 +19,28 @@ from .errors import BackendSpecError, BackendUnavailableError, MissingExtraError
 from awares_tool.images import open_image
 from awares_tool.crops.overlay import draw_overlay
 
-__all__ = ["run_demo", "demo_assets"]
+__all__ = ["run_demo", "demo_assets", "demo_items"]
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
 def demo_assets() -> tuple[Path, list[dict[str, Any]]]:
-    """The shipped demo image and its questions (each with ``question``, ``answer``, ``needs_crop``)."""
+    """The shipped one-code demo image and its questions (each with ``question``, ``answer``, ``needs_crop``)."""
     spec = json.loads((ASSETS / "demo.json").read_text())
     return ASSETS / spec["image"], spec["questions"]
+
+
+def demo_items() -> list[tuple[Path, dict[str, Any]]]:
+    """Every demo question with its image: the one-code image's, then the benchmark items (document, chart,
+    scene; each also with ``benchmark``, ``answers`` and ``target_regions``)."""
+    image, questions = demo_assets()
+    items = json.loads((ASSETS / "demo.json").read_text()).get("items", [])
+    return [(image, q) for q in questions] + [(ASSETS / it["image"], it) for it in items]
+
+
+def _is_correct(answer: str, q: dict[str, Any]) -> bool:
+    accepted = [str(a).strip().lower() for a in q.get("answers") or [q["answer"]]]
+    return answer.strip().lower() in accepted
 
 
 def run_demo(out: Path, *, backend: str | None = None, echo: Callable[[str], Any] = print,
@@ -37,10 +51,8 @@ def run_demo(out: Path, *, backend: str | None = None, echo: Callable[[str], Any
     its shipped GGUF runs on llama.cpp as well; a spec string runs that backend only. ``options`` (device,
     dtype, attn: the CLI's flags; None values ignored) apply to the transformers run.
     """
-    image, questions = demo_assets()
+    items = demo_items()
     out.mkdir(parents=True, exist_ok=True)
-    src = open_image(image)
-    echo(f"image: {image.name} ({src.size[0]}x{src.size[1]})")
     try:
         from .backends import resolve_backend
 
@@ -49,7 +61,7 @@ def run_demo(out: Path, *, backend: str | None = None, echo: Callable[[str], Any
         raise  # the user's own mistake: say so rather than fall back to the crop engine
     except (BackendUnavailableError, MissingExtraError) as e:
         echo(f"no model backend available ({e}); showing the crop engine only")
-        return _crop_engine_demo(src, out, echo)
+        return _crop_engine_demo(open_image(items[0][0]), out, echo)
     runs = [(getattr(be, "name", "model"), be, "")]
     if backend is None:
         gguf = _default_gguf_backend(echo)
@@ -58,7 +70,7 @@ def run_demo(out: Path, *, backend: str | None = None, echo: Callable[[str], Any
     results = []
     for label, run_be, suffix in runs:
         echo(f"\n== backend: {label}")
-        results += _ask_all(src, questions, run_be, out, suffix, echo)
+        results += _ask_all(items, run_be, out, suffix, echo)
     return results
 
 
@@ -77,19 +89,25 @@ def _default_gguf_backend(echo: Callable[[str], Any]) -> Any:
     return resolve_backend(f"llamacpp:{gguf}")
 
 
-def _ask_all(src: Any, questions: list[dict[str, Any]], be: Any, out: Path, suffix: str,
+def _ask_all(items: list[tuple[Path, dict[str, Any]]], be: Any, out: Path, suffix: str,
              echo: Callable[[str], Any]) -> list[Any]:
     from awares_tool.episode.loop import crop_on_demand
 
     results = []
-    for i, q in enumerate(questions):
+    shown = None
+    for i, (image, q) in enumerate(items):
+        src = open_image(image)
+        if image != shown:
+            kind = f"{q['benchmark']} item of awares-bench, " if q.get("benchmark") else ""
+            echo(f"\nimage: {image.name} ({kind}{src.size[0]}x{src.size[1]})")
+            shown = image
         res = crop_on_demand(src, q["question"], backend=be)
         fetched = [r for r in res.regions if r != "all"]
-        ok = res.answer.strip().lower() == str(q["answer"]).lower()
         echo("")
         echo(f"Q: {res.question}")
-        echo(f"A: {res.answer}   ({'correct' if ok else 'expected ' + str(q['answer'])})")
-        echo(f"   regions fetched: {', '.join(res.regions) or 'none: answered from the low-res view'}")
+        echo(f"A: {res.answer}   ({'correct' if _is_correct(res.answer, q) else 'expected ' + str(q['answer'])})")
+        echo(f"   regions fetched: {', '.join(res.regions) or 'none: answered from the low-res view'}"
+             + (f" (evidence in {', '.join(q['target_regions'])})" if q.get("target_regions") else ""))
         if res.tokens.rtr is not None:
             echo(f"   visual tokens: {res.tokens.spent} of {res.tokens.full} at full resolution, RTR {res.tokens.rtr:.2f}")
         echo(f"   time: {res.wall_s:.2f}s")

@@ -6,7 +6,7 @@ import pytest
 
 from awares_tool import crop_on_demand
 from awares_tool.backends import default_gguf_path
-from awares_tool.demo import demo_assets
+from awares_tool.demo import demo_items
 
 GGUF = default_gguf_path().parent
 
@@ -19,8 +19,7 @@ def test_gguf_default_model_matches_transformers_checkpoint():
 
     from awares_train.data.synthetic import SyntheticConfig, generate_sample
 
-    image, questions = demo_assets()
-    cases = [(image, q["question"]) for q in questions]
+    cases = [(image, q["question"]) for image, q in demo_items()]  # the demo's, benchmark items included
     # and the first 12 questions of the reproduction's test split (9 of them need a crop)
     samples = [generate_sample(i, SyntheticConfig(font_size=28, seed=0), "test") for i in range(12)]
     cases += [(s.image, s.question) for s in samples]

@@ -203,9 +203,13 @@ def test_endless_requests_are_flagged():
 
 
 def test_gallery_has_crop_and_no_crop_questions(tmp_path):
+    from awares_tool.demo import demo_items
+
     found = cb.gallery_examples()
+    bench = [(image.name, q["needs_crop"]) for image, q in demo_items() if q.get("benchmark")]
+    assert len(bench) == 3  # the demo's document, chart and scene items, after the checkout's example image
     assert [(e.image.name, e.needs_crop) for e in found] == [("code_and_shapes.png", True),
-                                                             ("code_and_shapes.png", False)]
+                                                             ("code_and_shapes.png", False)] + bench
     Image.new("RGB", (64, 48), "white").save(tmp_path / "blank.png")
     Image.new("RGB", (64, 48), "black").save(tmp_path / "dark.jpg")
     (tmp_path / "dark.json").write_text(json.dumps([{"question": "Is it dark?", "answer": "yes", "needs_crop": False}]))
@@ -217,7 +221,7 @@ def test_gallery_has_crop_and_no_crop_questions(tmp_path):
 
     shipped = [q["question"] for q in demo_assets()[1]]  # the shipped demo image joins with its own questions
     assert [e.question for e in found if e.image.name == "demo.png"] == shipped and len(shipped) == 2
-    assert len(cb.gallery_examples(tmp_path / "absent")) == 2  # an installed package: the shipped asset only
+    assert len(cb.gallery_examples(tmp_path / "absent")) == 5  # an installed package: the shipped assets only
 
 
 def test_callbacks_do_not_import_gradio():

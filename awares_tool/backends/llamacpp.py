@@ -40,6 +40,9 @@ from ..errors import BackendError, BackendTimeoutError, BackendUnavailableError,
 from .base import Generation, GenerationSettings, ImagePart, Message, ModelCard, Timings, Usage
 from .openai import _calls_as_text, move_tool_images
 
+#: Qwen2-VL / Qwen2.5-VL: pixels per merged visual token side (patch 14 x merge 2); image sides are rounded to it.
+QWEN_GRID = 28
+
 __all__ = ["LlamaCppBackend", "ARCH_TO_FAMILY"]
 
 log = logging.getLogger(__name__)
@@ -220,6 +223,12 @@ class LlamaCppBackend:
         return self._count_cache[key]
 
     @property
+    def max_pixels(self) -> int | None:
+        """The pixel cap the model was trained with (its card's ``max_pixels``): the loop scales larger images
+        under it before the model sees them, as the transformers backend's processor does."""
+        return self.model_card.max_pixels if self.model_card else None
+
+    @property
     def closed(self) -> bool:
         """True after :meth:`close`; the backend cache then loads the model anew when asked."""
         return getattr(self, "_llm", None) is None
@@ -290,7 +299,7 @@ class LlamaCppBackend:
         bitmaps = []
         try:
             for im in images:
-                rgb = im.convert("RGB")
+                rgb = self._on_grid(im.convert("RGB"))
                 data = rgb.tobytes()
                 bmp = mt.mtmd_bitmap_init(rgb.width, rgb.height, (ctypes.c_uint8 * len(data)).from_buffer_copy(data))
                 if bmp is None:
@@ -309,6 +318,28 @@ class LlamaCppBackend:
         finally:
             for bmp in bitmaps:
                 mt.mtmd_bitmap_free(bmp)
+
+    def _on_grid(self, image: Any) -> Any:
+        """``image`` resized as transformers' Qwen-VL processor resizes it (grid, pixel cap; PIL bicubic).
+
+        libmtmd rounds a side that is not a multiple of the grid with its own resampler, whose pixels differ
+        from transformers': a small model read a half-page crop (195x505) as "109" on llama.cpp and "181" (right)
+        on transformers. It also ignores the pixel cap the model was trained with (the card's ``max_pixels``):
+        a 728x728 scene cost 338 visual tokens there against 233. Resizing here first makes both stacks see
+        the same pixels; other families pass through.
+        """
+        if not str(self.token_family or "").startswith("qwen2"):
+            return image
+        from PIL import Image
+
+        from ..tokens.rules import smart_resize
+
+        w, h = image.size
+        cap = self.model_card.max_pixels if self.model_card else None
+        no_shrink = (w + QWEN_GRID) * (h + QWEN_GRID)
+        h_bar, w_bar = smart_resize(h, w, QWEN_GRID, min_pixels=QWEN_GRID * QWEN_GRID,
+                                    max_pixels=min(cap, no_shrink) if cap else no_shrink)
+        return image if (w_bar, h_bar) == (w, h) else image.resize((w_bar, h_bar), Image.BICUBIC)
 
     def _is_image(self, chunks: Any, i: int) -> bool:
         chunk = self._mtmd.mtmd_input_chunks_get(chunks, i)

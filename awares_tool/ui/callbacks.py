@@ -24,7 +24,7 @@ from ..backends import DEFAULT_MODEL_NAME, default_model_path, is_cached, resolv
 from ..backends.spec import parse_backend_spec
 from ..backends.base import GenerationSettings, VLMBackend
 from awares_tool.crops import FULL_IMAGE, get_crop_set
-from ..demo import demo_assets
+from ..demo import demo_items
 from ..errors import (
     AwaresError,
     BackendError,
@@ -100,31 +100,33 @@ def _digest(path: Path) -> str:
 
 
 def gallery_examples(examples_dir: Path | None = EXAMPLES_DIR) -> list[Example]:
-    """Example questions for the gallery: the shipped demo image and every image in ``examples_dir``.
+    """Example questions for the gallery: the shipped demo images and every image in ``examples_dir``.
 
     Questions come from a sidecar ``NAME.json`` (a list of ``{"question", "answer", "needs_crop"}``) when
-    there is one, else from the demo's questions for a copy of the demo image (one that needs a crop and one
-    that does not), else a generic question. The demo image itself is listed once, under its
-    ``examples/images`` name when the checkout has it (an installed package has only the asset).
+    there is one, else from the demo's questions for a copy of a demo image, else a generic question. Each demo
+    image is listed once, under its ``examples/images`` name when the checkout has it (an installed package
+    has only the assets).
     """
-    demo_image, demo_questions = demo_assets()
-    demo_hash = _digest(demo_image)
+    by_digest: dict[str, tuple[Path, list[Mapping[str, Any]]]] = {}
+    for image, q in demo_items():
+        by_digest.setdefault(_digest(image), (image, []))[1].append(q)
     found: list[Example] = []
-    seen_demo = False
+    seen: set[str] = set()
     paths = sorted(p for p in (examples_dir.iterdir() if examples_dir and examples_dir.is_dir() else ())
                    if p.suffix.lower() in _IMAGE_SUFFIXES)
     for path in paths:
         sidecar = path.with_suffix(".json")
+        digest = _digest(path)
         if sidecar.is_file():
             questions = json.loads(sidecar.read_text())
-        elif _digest(path) == demo_hash:
-            questions, seen_demo = demo_questions, True
+        elif digest in by_digest:
+            questions = by_digest[digest][1]
+            seen.add(digest)
         else:
             questions = [{"question": "What is written in this image?"}]
         found += [_example(path, q) for q in questions]
-    if not seen_demo:
-        found = [_example(demo_image, q) for q in demo_questions] + found
-    return found
+    unseen = [_example(image, q) for digest, (image, qs) in by_digest.items() if digest not in seen for q in qs]
+    return found + unseen
 
 
 def _example(path: Path, q: Mapping[str, Any]) -> Example:

@@ -31,13 +31,16 @@ def _by_benchmark(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def shipped_card(card: dict[str, Any], report: dict[str, Any], settings: dict[str, Any], run: str,
-                 image_size: list[int], bench_report: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The trained run's card with an explicit low-res policy, the test figures and where it came from."""
+                 image_size: list[int], bench_report: dict[str, Any] | None = None,
+                 max_pixels: int | None = None) -> dict[str, Any]:
+    """The trained run's card with an explicit low-res policy and pixel cap (``max_pixels``: the processor's;
+    the llama.cpp backend applies it, libmtmd does not), the test figures and where it came from."""
     from awares_tool.images.lowres import parse_lowres
 
     card = dict(card)
     card["lowres"] = parse_lowres(card.get("lowres")).model_dump()
     card["image_size"] = image_size
+    card["max_pixels"] = card.get("max_pixels") or max_pixels
     card["font_size"] = settings["test_font"]
     card["metrics"] = {"reproduce_eval": {"split": "test", "mode": "awares", "font_size": settings["test_font"],
                                           "by_benchmark": _by_benchmark(report)}}
@@ -48,6 +51,15 @@ def shipped_card(card: dict[str, Any], report: dict[str, Any], settings: dict[st
                         "reproduce_work": settings["work"], "n_train": settings["n_train"],
                         "train_fonts": settings["train_fonts"]}
     return card
+
+
+def _processor_max_pixels(folder: Path) -> int | None:
+    """The ``max_pixels`` (``size.longest_edge``) of a Qwen-VL processor config (None where absent)."""
+    path = folder / "processor_config.json"
+    if not path.is_file():
+        return None
+    size = json.loads(path.read_text()).get("image_processor", {}).get("size", {})
+    return size.get("longest_edge") or size.get("max_pixels")
 
 
 def ship_model(work: Path, out: Path, *, run: str = "grpo", gguf: Path | None = None,
@@ -68,7 +80,8 @@ def ship_model(work: Path, out: Path, *, run: str = "grpo", gguf: Path | None = 
     bench_path = work / "eval" / f"{run}-bench" / "report.json"
     card = shipped_card(json.loads((src / "awares.json").read_text()), json.loads(report_path.read_text()),
                         settings, run, [data.width, data.height],
-                        json.loads(bench_path.read_text()) if bench_path.is_file() else None)
+                        json.loads(bench_path.read_text()) if bench_path.is_file() else None,
+                        _processor_max_pixels(src))
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 BENCH_EVAL = "grpo-bench"
 
 
-def default_config(bench_work: Path, work: Path, *, n_synthetic: int = 1200, threads: int = 2) -> ReproduceConfig:
+def default_config(bench_work: Path, work: Path, *, n_synthetic: int = 2400, threads: int = 2) -> ReproduceConfig:
     """The one-code task's settings of the default's recipe; base and seed are the benchmark reproduction's."""
     bench = ReproduceConfig.model_validate_json((bench_work / "reproduce.json").read_text())
     return ReproduceConfig(dataset="synthetic", base=bench.base, work=work, n_train=n_synthetic, threads=threads,
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bench-work", type=Path, required=True,
                     help="Work folder of a finished benchmark reproduction (its base and trajectories are used).")
     ap.add_argument("--work", type=Path, default=Path("runs/default"))
-    ap.add_argument("--n-synthetic", type=int, default=1200, help="One-code training records (before the judge).")
+    ap.add_argument("--n-synthetic", type=int, default=2400, help="One-code training records (before the judge).")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
