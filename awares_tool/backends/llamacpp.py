@@ -337,7 +337,8 @@ class LlamaCppBackend:
         w, h = image.size
         cap = self.model_card.max_pixels if self.model_card else None
         no_shrink = (w + QWEN_GRID) * (h + QWEN_GRID)
-        h_bar, w_bar = smart_resize(h, w, QWEN_GRID, min_pixels=QWEN_GRID * QWEN_GRID,
+        # min_pixels 56*56 as transformers' Qwen-VL processors
+        h_bar, w_bar = smart_resize(h, w, QWEN_GRID, min_pixels=4 * QWEN_GRID * QWEN_GRID,
                                     max_pixels=min(cap, no_shrink) if cap else no_shrink)
         return image if (w_bar, h_bar) == (w, h) else image.resize((w_bar, h_bar), Image.BICUBIC)
 
