@@ -1,7 +1,7 @@
 """Base adaptation to the benchmark: fine-tune the tiny base on ``awares-bench`` items (``tiny`` profile) as VQA.
 
-The shipped ``tiny-base`` reads 3-digit codes from >= ~16-20 px digits and knows the synthetic task's colours and
-shapes, but it has never seen a document, a chart or a scene; on the benchmark it scores ~2% even at full
+The stage A+B base (``train_base``) reads 3-digit codes from >= ~16-20 px digits and knows the synthetic
+task's colours and shapes, but it has never seen a document, a chart or a scene; on the benchmark it scores ~2% even at full
 resolution. This stage teaches it the benchmark's questions, without a system prompt (as stage B), on the views
 where the evidence is readable:
 

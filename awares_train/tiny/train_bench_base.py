@@ -1,7 +1,7 @@
 """Adapt the tiny base to the benchmark: ``python -m awares_train.tiny.train_bench_base --out DIR [--minutes M]``.
 
-Starts from a base model folder (default: the shipped ``tiny-base``) and fine-tunes it on ``awares-bench`` items of
-the ``tiny`` profile as plain VQA (:mod:`awares_train.tiny.stage_bench`). Resumable: re-run with the same
+Starts from a base model folder (a stage A+B base; default: the shipped ``tiny-base``, already adapted) and
+fine-tunes it on ``awares-bench`` items of the ``tiny`` profile as plain VQA (:mod:`awares_train.tiny.stage_bench`). Resumable: re-run with the same
 ``--work`` to continue (a larger ``--minutes`` extends a finished run). The model folder written to ``--out`` is
 re-exported at every evaluation; its processor is capped at the profile's 448x448 pixels, and its card
 (``awares.json``) carries the base's training record plus this stage's, and the held-out figures. A curriculum is
