@@ -16,7 +16,8 @@ from typing import Any
 from awares_train.eval.harness import ModeSummary, intervals_markdown, plot_accuracy_vs_rtr, region_confusion_markdown
 from awares_train.reproduce.history import SMOOTH, plot_grpo_curves
 from awares_train.reproduce.pipeline import grpo_runs, seed_dir
-from awares_train.reproduce.report import PAPER_NO_CROP, _cpus, _label_no_crop_share, _pct, _shown, base_model_summary
+from awares_train.reproduce.report import (PAPER_NO_CROP, _cpus, _label_no_crop_share, _pct, _shown, base_minutes_line,
+                                          base_model_summary)
 
 __all__ = ["write_bench_report", "load_cells", "check_bench_targets", "aggregate", "CELLS"]
 
@@ -303,12 +304,8 @@ def _markdown(cfg: Any, seeds: list[int], per_seed: dict[int, Cells], aggregated
               "only its last run's time).", ""]
     base = results["base_model"]
     if base["training_minutes"]:
-        mins = base["training_minutes"]
-        base_min = sum(mins.values())
-        lines += ["## Base model", "",
-                  f"`{_shown(cfg.base)}` was trained from random weights in **{base_min:.1f} min** (stages "
-                  f"{', '.join(f'{k}: {v:.1f}' for k, v in mins.items())}; its `awares.json`). With the stages above "
-                  f"for one seed, the whole recipe from scratch: **{base_min + results['minutes_one_seed']:.1f} min**.",
+        lines += ["## Base model", "", base_minutes_line(cfg.base, base["training_minutes"],
+                                                         results["minutes_one_seed"], "the stages above for one seed"),
                   ""]
     if base["heldout"]:
         lines += ["Its held-out accuracy (teacher-forced exact match, from its `awares.json`):", "",
