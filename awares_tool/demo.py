@@ -24,18 +24,22 @@ __all__ = ["run_demo", "demo_assets", "demo_items"]
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
+def _spec() -> dict[str, Any]:
+    return json.loads((ASSETS / "demo.json").read_text())
+
+
 def demo_assets() -> tuple[Path, list[dict[str, Any]]]:
     """The shipped one-code demo image and its questions (each with ``question``, ``answer``, ``needs_crop``)."""
-    spec = json.loads((ASSETS / "demo.json").read_text())
+    spec = _spec()
     return ASSETS / spec["image"], spec["questions"]
 
 
 def demo_items() -> list[tuple[Path, dict[str, Any]]]:
     """Every demo question with its image: the one-code image's, then the benchmark items (document, chart,
     scene; each also with ``benchmark``, ``answers`` and ``target_regions``)."""
-    image, questions = demo_assets()
-    items = json.loads((ASSETS / "demo.json").read_text()).get("items", [])
-    return [(image, q) for q in questions] + [(ASSETS / it["image"], it) for it in items]
+    spec = _spec()
+    image = ASSETS / spec["image"]
+    return [(image, q) for q in spec["questions"]] + [(ASSETS / it["image"], it) for it in spec.get("items", [])]
 
 
 def _is_correct(answer: str, q: dict[str, Any]) -> bool:

@@ -15,7 +15,7 @@ from awares_tool.crops import get_crop_set
 from awares_tool.demo import ASSETS, demo_items, run_demo
 from awares_tool.images import open_image
 
-HALVES_OR_TWO = {"5", "6", "7", "8"}
+HALF_REGIONS = {"5", "6", "7", "8"}  # top, bottom, left, right
 
 
 def test_demo_items_cover_the_three_kinds_and_a_half_or_two_crop_target():
@@ -23,7 +23,7 @@ def test_demo_items_cover_the_three_kinds_and_a_half_or_two_crop_target():
     kinds = [q.get("benchmark") for _, q in items if q.get("benchmark")]
     assert sorted(kinds) == ["chart", "document", "scene"]
     targets = [q["target_regions"] for _, q in items if q.get("benchmark")]
-    assert any(len(t) == 2 or set(t) & HALVES_OR_TWO for t in targets), targets
+    assert any(len(t) == 2 or set(t) & HALF_REGIONS for t in targets), targets
     names = set(get_crop_set("awares9").region_names())
     for image, q in items:
         assert set(q.get("target_regions", [])) <= names and image.is_file()

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["INFERENCE_FILES", "shipped_card", "ship_model"]
+__all__ = ["INFERENCE_FILES", "shipped_card", "ship_model", "bench_eval_dir"]
 
 #: What inference needs from a trained folder; the rest (training_args.bin, metrics.jsonl, ...) stays behind.
 INFERENCE_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
@@ -24,6 +24,11 @@ INFERENCE_FILES = ("config.json", "generation_config.json", "model.safetensors",
 #: Per-benchmark figures of the evaluation report kept in the card.
 EVAL_FIELDS = ("n", "accuracy", "mean_rtr", "crops_per_sample", "no_crop_share", "decision_accuracy",
                "region_accuracy")
+
+
+def bench_eval_dir(work: Path, run: str) -> Path:
+    """Where a run's evaluation on the benchmark's test split lies (``train_default`` writes it there)."""
+    return work / "eval" / f"{run}-bench"
 
 
 def _by_benchmark(report: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +82,7 @@ def ship_model(work: Path, out: Path, *, run: str = "grpo", gguf: Path | None = 
     from awares_train.tiny.export import replace_folder
 
     data = SyntheticConfig(font_size=settings["test_font"], seed=settings["seed"])
-    bench_path = work / "eval" / f"{run}-bench" / "report.json"
+    bench_path = bench_eval_dir(work, run) / "report.json"
     card = shipped_card(json.loads((src / "awares.json").read_text()), json.loads(report_path.read_text()),
                         settings, run, [data.width, data.height],
                         json.loads(bench_path.read_text()) if bench_path.is_file() else None,

@@ -24,14 +24,9 @@ from pathlib import Path
 from awares_train.reproduce.bench import evaluate_on_bench
 from awares_train.reproduce.pipeline import (CONFIGS, ReproduceConfig, build_synthetic_trajectories, cli_stage,
                                              evaluate_synthetic, run_stage, write_synthetic_data)
+from awares_train.tiny.ship import bench_eval_dir
 
-__all__ = ["default_config", "train_default", "BENCH_EVAL"]
-
-log = logging.getLogger(__name__)
-
-#: Folder (under ``work/eval``) of the default's evaluation on the benchmark's test split (``ship`` reads
-#: ``eval/<run>-bench``).
-BENCH_EVAL = "grpo-bench"
+__all__ = ["default_config", "train_default"]
 
 
 def default_config(bench_work: Path, work: Path, *, n_synthetic: int = 2400, threads: int = 2) -> ReproduceConfig:
@@ -63,8 +58,8 @@ def train_default(bench_work: Path, cfg: ReproduceConfig) -> Path:
         **common, "model_name_or_path": str(sft), "output_dir": str(grpo)}))
     run_stage("eval:grpo", cfg.work / "eval" / "grpo" / "report.json", timings,
               lambda: evaluate_synthetic(cfg, "grpo", grpo, ["awares"]))
-    target = cfg.work / "eval" / BENCH_EVAL
-    run_stage(f"eval:{BENCH_EVAL}", target / "report.json", timings,
+    target = bench_eval_dir(cfg.work, "grpo")
+    run_stage(f"eval:{target.name}", target / "report.json", timings,
               lambda: evaluate_on_bench(bench, "grpo", grpo, ["awares"], target))
     return grpo
 
@@ -83,10 +78,10 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     cfg = default_config(args.bench_work, args.work, n_synthetic=args.n_synthetic, threads=args.threads)
     grpo = train_default(args.bench_work, cfg)
-    for name in ("grpo", BENCH_EVAL):
-        report = json.loads((args.work / "eval" / name / "report.json").read_text())
+    for folder in (args.work / "eval" / "grpo", bench_eval_dir(args.work, "grpo")):
+        report = json.loads((folder / "report.json").read_text())
         for s in report["summaries"]:
-            print(f"{name:12s} {s['benchmark']:12s} n={s['n']:4d} accuracy {s['accuracy']:.3f} "
+            print(f"{folder.name:12s} {s['benchmark']:12s} n={s['n']:4d} accuracy {s['accuracy']:.3f} "
                   f"RTR {s['mean_rtr']:.3f}")
     print(f"model: {grpo}; ship it with python -m awares_train.tiny.ship {args.work}")
 
