@@ -119,6 +119,26 @@ def test_tool_turn_prompt_and_reply_match_transformers():
     assert got.text == want.text
 
 
+def test_qwen3_vl_gguf_sees_the_image_grid_transformers_sees():
+    """Qwen3-VL rounds sides to 32 px and scales images up to 65536 px (the real checkpoint's processor); libmtmd
+    does neither by itself, so the backend resizes first: every size costs the same tokens on both stacks."""
+    pytest.importorskip("transformers")
+    from awares_tool.backends.transformers import TransformersBackend
+
+    model, mmproj = tiny_gguf("qwen3-vl", checkpoint=True)
+    hf = TransformersBackend(model.parent / "hf")
+    with LlamaCppBackend(model, mmproj=mmproj, n_ctx=8192, n_threads=2) as be:
+        assert be.token_family == "qwen3-vl"
+        # under the minimum (scaled up), odd sides, a wide strip, a photo-sized one
+        for w, h in [(64, 64), (250, 150), (500, 301), (900, 120), (1000, 700)]:
+            msgs = [Message(role="user", content=[ImagePart(image=noise(w, h, w)), TextPart(text="What is it?")])]
+            want = hf.generate(msgs, GREEDY)
+            got = be.generate(msgs, GREEDY)
+            assert got.usage.image_tokens == want.usage.image_tokens, (w, h)
+            assert got.usage.prompt_tokens == want.usage.prompt_tokens, (w, h)
+    assert want.usage.image_tokens == [31 * 22]  # 1000x700 -> 992x704 on the 32-px grid
+
+
 def test_image_too_large_for_the_context_names_the_limit():
     model, mmproj = tiny_gguf()
     with LlamaCppBackend(model, mmproj=mmproj, n_ctx=512, n_threads=2) as be:

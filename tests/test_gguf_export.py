@@ -20,17 +20,22 @@ from awares_tool.errors import AwaresError, BackendUnavailableError
 
 
 @functools.cache
-def tiny_gguf() -> tuple[Path, Path]:
-    """``(model.gguf, mmproj.gguf)`` of the tiny random Qwen2.5-VL, built once and cached on disk."""
+def tiny_gguf(family: str = "qwen2.5-vl", checkpoint: bool = False) -> tuple[Path, Path]:
+    """``(model.gguf, mmproj.gguf)`` of a tiny random VLM of ``family``, built once and cached on disk.
+
+    ``checkpoint``: with the real checkpoint's template and pixel settings (``build_tiny_vlm``); the
+    transformers checkpoint it was converted from stays beside the GGUF files, in ``hf/``.
+    """
     pytest.importorskip("transformers")
     pytest.importorskip("trl")  # the tiny VLMs use TRL's chat template
     import awares_train.testing.tiny_vlms as tiny
 
-    key = hashlib.sha1((gguf._llama_cpp_python_version() + Path(tiny.__file__).read_text()).encode()).hexdigest()[:12]
+    source = gguf._llama_cpp_python_version() + Path(tiny.__file__).read_text() + family + str(checkpoint)
+    key = hashlib.sha1(source.encode()).hexdigest()[:12]
     root = Path(os.environ.get("AWARES_TEST_CACHE", Path.home() / ".cache" / "awares" / "test-gguf")) / key
     model, mmproj = root / "model.gguf", root / "mmproj.gguf"
     if not (model.is_file() and mmproj.is_file()):
-        ckpt = tiny.build_tiny_vlm("qwen2.5-vl", root / "hf")
+        ckpt = tiny.build_tiny_vlm(family, root / "hf", checkpoint=checkpoint)
         try:
             gguf.export_gguf(ckpt, root, quant="f16")
         except gguf.ConversionError as e:  # e.g. no package index to build the converter venv from

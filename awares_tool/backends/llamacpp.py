@@ -40,8 +40,12 @@ from ..errors import BackendError, BackendTimeoutError, BackendUnavailableError,
 from .base import Generation, GenerationSettings, ImagePart, Message, ModelCard, Timings, Usage
 from .openai import _calls_as_text, move_tool_images
 
-#: Qwen2-VL / Qwen2.5-VL: pixels per merged visual token side (patch 14 x merge 2); image sides are rounded to it.
-QWEN_GRID = 28
+#: Token family -> (grid, min_pixels) of the image processor its real checkpoints ship: pixels per merged
+#: visual token side (patch x merge), to which image sides are rounded, and the area smaller images are scaled
+#: up to (Qwen2/2.5-VL ``min_pixels`` 56*56; Qwen3-VL patch 16, ``size.shortest_edge`` 65536). GGUF files do
+#: not carry these, and libmtmd applies neither the minimum nor transformers' resampler.
+QWEN_GRIDS: dict[str, tuple[int, int]] = {"qwen2-vl": (28, 56 * 56), "qwen2.5-vl": (28, 56 * 56),
+                                          "qwen3-vl": (32, 65_536)}
 
 __all__ = ["LlamaCppBackend", "ARCH_TO_FAMILY"]
 
@@ -326,19 +330,19 @@ class LlamaCppBackend:
         from transformers': a small model read a half-page crop (195x505) as "109" on llama.cpp and "181" (right)
         on transformers. It also ignores the pixel cap the model was trained with (the card's ``max_pixels``):
         a 728x728 scene cost 338 visual tokens there against 233. Resizing here first makes both stacks see
-        the same pixels; other families pass through.
+        the same pixels (the grid and minimum of :data:`QWEN_GRIDS`); other families pass through.
         """
-        if not str(self.token_family or "").startswith("qwen2"):
+        if self.token_family not in QWEN_GRIDS:
             return image
         from PIL import Image
 
         from ..tokens.rules import smart_resize
 
+        grid, min_pixels = QWEN_GRIDS[self.token_family]
         w, h = image.size
         cap = self.model_card.max_pixels if self.model_card else None
-        no_shrink = (w + QWEN_GRID) * (h + QWEN_GRID)
-        # min_pixels 56*56 as transformers' Qwen-VL processors
-        h_bar, w_bar = smart_resize(h, w, QWEN_GRID, min_pixels=4 * QWEN_GRID * QWEN_GRID,
+        no_shrink = (w + grid) * (h + grid)
+        h_bar, w_bar = smart_resize(h, w, grid, min_pixels=min_pixels,
                                     max_pixels=min(cap, no_shrink) if cap else no_shrink)
         return image if (w_bar, h_bar) == (w, h) else image.resize((w_bar, h_bar), Image.BICUBIC)
 
