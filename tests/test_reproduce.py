@@ -115,12 +115,14 @@ def _bench_cell(run: str, mode: str, cell: str, acc: float, rtr: float, no_crop:
                        mean_latency_s=0.1, p50_latency_s=0.1, errors=0, accuracy_ci=(acc - 0.05, acc + 0.05))
 
 
-def _bench_cells(grpo: float, grpo_rtr: float, no_tool_nc: float, no_ans_acc: float, cap_acc: float) -> dict:
+def _bench_cells(grpo: float, grpo_rtr: float, no_tool_nc: float, no_ans_acc: float, cap_acc: float,
+                 no_price_nc: float = 0.5) -> dict:
     rows = [("base", "fullres", "overall", 0.80, 1.0, 1.0), ("base", "lowres", "overall", 0.55, 0.25, 1.0),
             ("base", "fullres", "above-cap", 0.50, 1.0, 1.0),
             ("sft", "awares", "overall", 0.78, 0.42, 0.70), ("grpo", "awares", "overall", grpo, grpo_rtr, 0.78),
             ("grpo", "awares", "needs-crop", 0.70, 0.5, 0.1), ("grpo", "awares", "above-cap", cap_acc, 0.6, 0.5),
             ("grpo-no-tool-cost", "awares", "overall", 0.80, 0.6, no_tool_nc),
+            ("grpo-no-request-cost", "awares", "overall", 0.79, 0.5, no_price_nc),
             ("grpo-no-answer", "awares", "needs-crop", no_ans_acc, 0.3, 0.9)]
     return {(r, m, c): _bench_cell(r, m, c, a, t, n) for r, m, c, a, t, n in rows}
 
@@ -141,6 +143,10 @@ def test_bench_targets_on_the_mean_over_seeds() -> None:
     t = check_bench_targets(bad)
     assert not t["grpo_within_1pt_of_fullres_at_rtr_0.40"]["holds"]
     assert not t["no_tool_cost_crops_more_and_rtr_rises"]["holds"]
+    assert t["no_request_price_crops_more_and_rtr_rises"]["holds"]  # the two cost ablations are judged apart
+    assert t["no_request_price_crops_more_and_rtr_rises"]["crop_rate"] == pytest.approx(0.5)
+    assert not check_bench_targets({0: _bench_cells(0.80, 0.38, 0.40, 0.30, 0.70, no_price_nc=0.95)})[
+        "no_request_price_crops_more_and_rtr_rises"]["holds"]
     assert not t["no_answer_reward_needs_crop_accuracy_falls"]["holds"]
     assert not t["above_cap_awares_beats_fullres_at_fewer_tokens"]["holds"]
     # runs not evaluated yet are reported as such, not as failures

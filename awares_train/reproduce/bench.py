@@ -10,7 +10,8 @@ from their last checkpoint when stopped midway:
    the smallest crops holding each box, two crops for two-box items).
 3. ``eval/base``: ``run_bench`` of the base at full resolution and low resolution (shared by every seed).
 4. per seed ``s`` in ``seed-s/``: ``sft`` (``awares-train sft``), ``grpo``, ``grpo-no-tool-cost``,
-   ``grpo-no-answer`` (``awares-train grpo`` from the SFT model), and ``eval/<run>``: ``run_bench`` in awares mode.
+   ``grpo-no-request-cost``, ``grpo-no-answer`` (``awares-train grpo`` from the SFT model), and ``eval/<run>``:
+   ``run_bench`` in awares mode.
 
 The report (``results.md``, ``results.json``, the accuracy-vs-RTR plot and one training-curve plot per GRPO run)
 goes to ``docs`` (:mod:`awares_train.reproduce.bench_report`).

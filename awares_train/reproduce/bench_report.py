@@ -110,7 +110,6 @@ def check_bench_targets(per_seed: dict[int, Cells]) -> dict[str, Any]:
         return all(a["seeds"] for a in aggs)
 
     full, grpo, sft = agg("fullres"), agg("grpo"), agg("sft")
-    no_tool = agg("grpo-no-tool-cost")
     full_cap, grpo_cap = agg("fullres", "above-cap"), agg("grpo", "above-cap")
     grpo_nc, no_ans_nc = agg("grpo", "needs-crop"), agg("grpo-no-answer", "needs-crop")
     targets: dict[str, Any] = {}
@@ -144,14 +143,17 @@ def check_bench_targets(per_seed: dict[int, Cells]) -> dict[str, Any]:
     else:
         add("grpo_no_crop_share_above_sft", None)
         add("full_reward_restraint_at_kept_accuracy", None)
-    if measured(no_tool, grpo):
-        more_crops = _mean(no_tool, "no_crop_share") < _mean(grpo, "no_crop_share")  # type: ignore[operator]
-        more_rtr = _mean(no_tool, "mean_rtr") > _mean(grpo, "mean_rtr")  # type: ignore[operator]
-        add("no_tool_cost_crops_more_and_rtr_rises", more_crops and more_rtr,
-            crop_rate=1 - _mean(no_tool, "no_crop_share"), grpo_crop_rate=1 - _mean(grpo, "no_crop_share"),  # type: ignore[operator]
-            rtr=_mean(no_tool, "mean_rtr"), grpo_rtr=_mean(grpo, "mean_rtr"))
-    else:
-        add("no_tool_cost_crops_more_and_rtr_rises", None)
+    for target, run in (("no_tool_cost_crops_more_and_rtr_rises", "grpo-no-tool-cost"),
+                        ("no_request_price_crops_more_and_rtr_rises", "grpo-no-request-cost")):
+        ablated = agg(run)
+        if not measured(ablated, grpo):
+            add(target, None)
+            continue
+        more_crops = _mean(ablated, "no_crop_share") < _mean(grpo, "no_crop_share")  # type: ignore[operator]
+        more_rtr = _mean(ablated, "mean_rtr") > _mean(grpo, "mean_rtr")  # type: ignore[operator]
+        add(target, more_crops and more_rtr,
+            crop_rate=1 - _mean(ablated, "no_crop_share"), grpo_crop_rate=1 - _mean(grpo, "no_crop_share"),  # type: ignore[operator]
+            rtr=_mean(ablated, "mean_rtr"), grpo_rtr=_mean(grpo, "mean_rtr"))
     if measured(no_ans_nc, grpo_nc):
         a, b = _mean(no_ans_nc, "accuracy"), _mean(grpo_nc, "accuracy")
         add("no_answer_reward_needs_crop_accuracy_falls", a < b, accuracy=a, grpo_accuracy=b)  # type: ignore[operator]

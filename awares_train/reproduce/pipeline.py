@@ -8,8 +8,8 @@ stages and where they write (under ``work``):
 2. ``trajectories``: ``build_dataset`` with the base model answering low-res and full-res, the exact-match
    judge and the data set's evidence boxes as grounding (``cover`` rule: the smallest crops holding the box).
 3. ``sft``: ``awares-train sft`` (subprocess, so its progress bar and logs are the CLI's own).
-4. ``grpo``, ``grpo-no-tool-cost``, ``grpo-no-answer``: ``awares-train grpo`` from the SFT model, the full
-   reward and each reward term removed (same steps and seed).
+4. ``grpo``, ``grpo-no-tool-cost``, ``grpo-no-request-cost``, ``grpo-no-answer``: ``awares-train grpo`` from
+   the SFT model, the full reward and each reward term removed (same steps and seed; see :data:`GRPO_RUNS`).
 5. ``eval/<run>``: the evaluation harness on the test split; base at fullres, lowres, full_on_request;
    every trained model in awares mode.
 
@@ -36,10 +36,14 @@ log = logging.getLogger(__name__)
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
-#: GRPO runs: name -> overrides of the GRPO config (the ablations drop one reward term each).
+#: GRPO runs: name -> overrides of the GRPO config (the ablations drop one reward term each). ``C_tool`` holds
+#: two pushes in opposite directions, the price of a request (fewer crops) and the missed-crop penalty (more
+#: crops): ``grpo-no-tool-cost`` drops both, as the paper does, ``grpo-no-request-cost`` only the price, which
+#: isolates what the price teaches (on the tiny benchmark the penalty dominates, so only the latter crops more).
 GRPO_RUNS: dict[str, dict[str, Any]] = {
     "grpo": {},
     "grpo-no-tool-cost": {"tool_cost_weight": 0.0},
+    "grpo-no-request-cost": {"request_cost": 0.0, "area_cost": 0.0},
     "grpo-no-answer": {"accuracy_weight": 0.0},
 }
 
