@@ -63,7 +63,7 @@ test-fast: $(VENV)/.test-deps
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # The tiny AwaRes reproduction on awares-bench (docs/reproduce-bench-call/results.md): one training seed of the
-# AwaRes stages from the shipped tiny-base (the benchmark-adapted base that `make bench-base` builds; ~60 min on
+# AwaRes stages from the shipped tiny-base (the benchmark-adapted base that `make bench-base` builds; ~75 min on
 # 2 cores). Resumable: a rerun skips finished stages (SFT and GRPO continue from their last checkpoint); delete
 # runs/reproduce-bench to start over. REPRODUCE_ARGS=--threads 1 while other jobs share the CPU;
 # REPRODUCE_ARGS="--seeds 0,1,2" for the three seeds (same work folder: seed 0 is reused).

@@ -226,7 +226,7 @@ def write_bench_report(cfg: Any, timings: dict[str, float]) -> dict[str, Any]:
     above = plotted_summaries(per_seed, runs, "above-cap")
     if overall:
         plot_accuracy_vs_rtr(overall, docs / "accuracy_vs_rtr.png", oracle_rtr=oracle.get("overall"),
-                             title=f"awares-bench (tiny): accuracy vs visual tokens ({bars})")
+                             title=f"awares-bench (tiny): accuracy vs visual tokens\n({bars})")
     if above:
         plot_accuracy_vs_rtr(above, docs / "accuracy_vs_rtr_above_cap.png", benchmark="above-cap",
                              oracle_rtr=oracle.get("above-cap"), title=f"items above the pixel cap ({bars})")
