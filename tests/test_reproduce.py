@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from awares_train.eval.harness import ModeSummary
-from awares_train.reproduce.report import base_model_summary, check_targets, oracle_rtr
+from awares_train.reproduce.report import base_minutes_line, base_model_summary, check_targets, oracle_rtr
 
 
 def _records(tmp_path: Path, targets: list[list[str]]) -> Path:
@@ -54,6 +54,13 @@ def test_base_model_summary_reads_the_training_record_of_a_base_trained_here() -
     phases = {"stage_bench_minutes": 25.0, "bench_phases": [{"minutes": 20.0}, {"minutes": 25.0}]}
     card["training"] = {**card["training"], **phases}
     assert base_model_summary(card)["training_minutes"] == {"a": 31.0, "b": 80.5, "bench": 45.0}
+    assert "gpu_minutes" not in base_model_summary(card)  # phases without a device ran on the CPU
+    # minutes spent on a GPU are counted and named (a CPU would take several times as long)
+    card["training"]["bench_phases"] = [{"minutes": 20.0, "device": "cpu"}, {"minutes": 2.5, "device": "cuda"}]
+    summary = base_model_summary(card)
+    assert summary["training_minutes"]["bench"] == 22.5 and summary["gpu_minutes"] == 2.5
+    line = base_minutes_line(Path("base"), summary["training_minutes"], 60.0, "the stages", summary["gpu_minutes"])
+    assert "**134.0 min**" in line and "2.5 of them on a GPU" in line and "at least **194.0 min**" in line
     # a pretrained base (no record of its own training) leaves the section out
     assert base_model_summary({"family": "qwen2.5-vl"}) == {"training_minutes": {}, "heldout": {}}
 

@@ -85,6 +85,7 @@ def test_train_bench_base_writes_a_capped_model_and_resumes(tmp_path):
     assert len(phases) == shipped + 2
     assert [p["plan"] for p in phases[-2:]] == [card["training"]["stage_bench"]["plan"], [["where", 2]]]
     assert phases[-2]["steps"] == again["step"] and phases[-1]["steps"] >= 1
+    assert phases[-1]["device"] == "cpu"  # reports name the minutes a phase spent on a GPU
 
 
 def test_items_drawn_ahead_by_workers_are_the_steps_drawn_inline():

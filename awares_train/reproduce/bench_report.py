@@ -307,8 +307,8 @@ def _markdown(cfg: Any, seeds: list[int], per_seed: dict[int, Cells], aggregated
     base = results["base_model"]
     if base["training_minutes"]:
         lines += ["## Base model", "", base_minutes_line(cfg.base, base["training_minutes"],
-                                                         results["minutes_one_seed"], "the stages above for one seed"),
-                  ""]
+                                                         results["minutes_one_seed"], "the stages above for one seed",
+                                                         base.get("gpu_minutes", 0.0)), ""]
     if base["heldout"]:
         lines += ["Its held-out accuracy (teacher-forced exact match, from its `awares.json`):", "",
                   "| " + " | ".join(base["heldout"]) + " |", "|" + "---:|" * len(base["heldout"]),

@@ -65,12 +65,14 @@ def base_model_summary(card: dict[str, Any]) -> dict[str, Any]:
     training = card.get("training") or {}
     minutes = {stage: training[f"stage_{stage}_minutes"] for stage in ("a", "b", "bench")
                if isinstance(training.get(f"stage_{stage}_minutes"), (int, float))}
-    phases = [p["minutes"] for p in training.get("bench_phases") or [] if isinstance(p.get("minutes"), (int, float))]
+    phases = [p for p in training.get("bench_phases") or [] if isinstance(p.get("minutes"), (int, float))]
     if phases:  # a curriculum: every recorded phase, the last one (stage_bench) included
-        minutes["bench"] = round(sum(phases), 2)
+        minutes["bench"] = round(sum(p["minutes"] for p in phases), 2)
+    # phases recorded without a device ran before the record had one: all of those ran on the CPU
+    gpu = round(sum(p["minutes"] for p in phases if not str(p.get("device") or "cpu").startswith("cpu")), 2)
     metrics = card.get("metrics") or {}
     heldout = next((v for k, v in metrics.items() if k.startswith("heldout") and isinstance(v, dict)), {})
-    return {"training_minutes": minutes, "heldout": heldout}
+    return {"training_minutes": minutes, "heldout": heldout, **({"gpu_minutes": gpu} if gpu else {})}
 
 
 def _label_no_crop_share(stats_path: Path) -> float | None:
@@ -183,14 +185,16 @@ def _markdown(cfg: Any, summaries: list[ModeSummary], oracle: float, no_crop: di
     return "\n".join(lines + _base_model_markdown(cfg, base_model, total_min))
 
 
-def base_minutes_line(base: Path, minutes: dict[str, float], stages_min: float, stages: str) -> str:
+def base_minutes_line(base: Path, minutes: dict[str, float], stages_min: float, stages: str,
+                      gpu_minutes: float = 0.0) -> str:
     """The report's sentence on the base's own training time and the whole recipe's (``stages``: whose time
-    ``stages_min`` is). Only what the base's card records is counted: a lower bound where earlier phases went
-    unrecorded."""
+    ``stages_min`` is). Only what the base's card records is counted (a lower bound where a phase went
+    unrecorded); minutes a phase spent on a GPU are named, a CPU would take several times as long."""
     base_min = sum(minutes.values())
     parts = ", ".join(f"{k}: {v:.1f}" for k, v in minutes.items())
+    on_gpu = f", {gpu_minutes:.1f} of them on a GPU" if gpu_minutes else ""
     return (f"`{_shown(base)}` records **{base_min:.1f} min** of training from random weights in its `awares.json` "
-            f"(stages {parts}; phases before its card kept a record are not counted). With {stages}, the whole "
+            f"(stages {parts}{on_gpu}; only the phases its card records are counted). With {stages}, the whole "
             f"recipe from scratch: at least **{base_min + stages_min:.1f} min**.")
 
 
@@ -201,7 +205,8 @@ def _base_model_markdown(cfg: Any, base_model: dict[str, Any], total_min: float)
         return []
     lines = ["## Base model", ""]
     if minutes:
-        lines += [base_minutes_line(cfg.base, minutes, total_min, "the AwaRes stages above"), ""]
+        lines += [base_minutes_line(cfg.base, minutes, total_min, "the AwaRes stages above",
+                                    base_model.get("gpu_minutes", 0.0)), ""]
     if heldout:
         lines += ["Its held-out accuracy (exact match, teacher-forced, from its `awares.json`):", "",
                   "| " + " | ".join(heldout) + " |", "|" + "---:|" * len(heldout),

@@ -37,11 +37,12 @@ def flat_rates(ev: dict[str, Any], prefix: str = "") -> dict[str, float]:
     return out
 
 
-def _phase_record(training: dict[str, Any]) -> dict[str, Any]:
-    """One adaptation run's time, steps and plan, from the training record it exported."""
+def _phase_record(training: dict[str, Any], device: str | None = None) -> dict[str, Any]:
+    """One adaptation run's time, steps, plan and device, from the training record it exported."""
     stage = training["stage_bench"]
-    return {"minutes": training.get("stage_bench_minutes"), "steps": training.get("stage_bench_steps"),
-            "plan": stage.get("plan"), "decay_share": stage.get("decay_share"), "data_seed": stage.get("data_seed")}
+    record = {"minutes": training.get("stage_bench_minutes"), "steps": training.get("stage_bench_steps"),
+              "plan": stage.get("plan"), "decay_share": stage.get("decay_share"), "data_seed": stage.get("data_seed")}
+    return record if device is None else {**record, "device": device}
 
 
 def bench_phases(training: dict[str, Any]) -> list[dict[str, Any]]:
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         metrics: dict[str, Any] = {"base": base_card.get("metrics", {}), **record}
         if "bench_test" in record:
             metrics = {"heldout_bench_test": flat_rates(record["bench_test"]), **metrics}
-        phases = [*earlier, _phase_record(training)]
+        phases = [*earlier, _phase_record(training, args.device)]
         export_model(model, tok, args.out, metrics=metrics, max_pixels=cap,
                      training={**base_card.get("training", {}), **training, "stage": "bench-base",
                                "bench_phases": phases})
