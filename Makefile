@@ -79,13 +79,15 @@ default-model: $(VENV)/.test-deps
 	$(BIN)/python -m awares_train.tiny.train_default --bench-work runs/reproduce-bench --work runs/default
 
 # The reproduction's base from a stage A+B base (BENCH_BASE_FROM: make reproduce-from-scratch trains one), in
-# five wall-clock phases, each from the last one's model (the card lists them):
-# reading the benchmark's views (BENCH_BASE_MINUTES), then grounding from coarse to the crop set's regions
+# five phases, each from the last one's model (the card lists them):
+# reading the benchmark's views (BENCH_BASE_READ_STEPS), then grounding from coarse to the crop set's regions
 # (the quarter holding the evidence; quarters and regions; regions), then the same regions named in the
 # get_crops call, in SFT's own context (call) and under a prefix (request), with reading and the old task mixed
 # in. A base trained on regions alone did not ground (docs/reproduce-bench/results.md); one that named regions
-# in words but not in the call gave SFT 13% region accuracy, with the call phase 24% (README).
-BENCH_BASE_MINUTES ?= 170
+# in words but not in the call gave SFT 13% region accuracy, with the call phase 24% (README). Budgets are steps
+# (the shipped base's phases, rounded: their wall-clock boxes gave a busy machine fewer steps); ~200 minutes on
+# 2 idle cores.
+BENCH_BASE_READ_STEPS ?= 3000
 BENCH_BASE_FROM ?=
 BENCH_BASE_DIR ?= runs/bench-base
 ADAPT = $(BIN)/python -m awares_train.tiny.train_bench_base --eval-every-min 100 --eval-n 50 --final-n 200
@@ -93,15 +95,15 @@ bench-base: $(VENV)/.test-deps
 	@test -n "$(BENCH_BASE_FROM)" || { echo "error: set BENCH_BASE_FROM=<stage A+B base> (the shipped tiny-base is \
 	already adapted; make reproduce-from-scratch trains a stage A+B base)" >&2; exit 2; }
 	$(ADAPT) --base $(BENCH_BASE_FROM) --out $(BENCH_BASE_DIR)/read \
-	  --work $(BENCH_BASE_DIR)/work-read --minutes $(BENCH_BASE_MINUTES) --decay-share 0.35
+	  --work $(BENCH_BASE_DIR)/work-read --steps $(BENCH_BASE_READ_STEPS) --decay-share 0.35
 	$(ADAPT) --base $(BENCH_BASE_DIR)/read --out $(BENCH_BASE_DIR)/quarter --work $(BENCH_BASE_DIR)/work-quarter \
-	  --minutes 28 --decay-share 0.2 --plan quarter:32,crop:8,old:8
+	  --steps 1500 --decay-share 0.2 --plan quarter:32,crop:8,old:8
 	$(ADAPT) --base $(BENCH_BASE_DIR)/quarter --out $(BENCH_BASE_DIR)/regions --work $(BENCH_BASE_DIR)/work-regions \
-	  --minutes 40 --decay-share 0.25 --plan quarter:16,where:24,crop:16,low:24,old:8
+	  --steps 2100 --decay-share 0.25 --plan quarter:16,where:24,crop:16,low:24,old:8
 	$(ADAPT) --base $(BENCH_BASE_DIR)/regions --out $(BENCH_BASE_DIR)/where --work $(BENCH_BASE_DIR)/work-where \
-	  --minutes 20 --decay-share 0.3 --plan where:32,crop:16,low:24,old:8
+	  --steps 950 --decay-share 0.3 --plan where:32,crop:16,low:24,old:8
 	$(ADAPT) --base $(BENCH_BASE_DIR)/where --out $(BENCH_BASE_DIR)/model --work $(BENCH_BASE_DIR)/work-call \
-	  --minutes 40 --decay-share 0.3 --workers 1 --plan call:16,request:8,where:8,crop:16,low:24,old:8
+	  --steps 2000 --decay-share 0.3 --workers 1 --plan call:16,request:8,where:8,crop:16,low:24,old:8
 
 # The first reproduction, on the synthetic one-code task (docs/reproduce/results.md).
 reproduce-synthetic: $(VENV)/.test-deps

@@ -72,6 +72,12 @@ def test_train_bench_base_writes_a_capped_model_and_resumes(tmp_path):
     train_bench_base.main([*common, *longer])
     assert load_ckpt(work / "stage_bench.pt")["step"] == again["step"]
     assert "bench stage already done" in (work / "train_bench_base.log").read_text()
+    # A step budget ends at exactly that step, whatever the wall time (make bench-base's phases use one).
+    budget = again["step"] + 2
+    train_bench_base.main([*common, "--steps", str(budget)])
+    again = load_ckpt(work / "stage_bench.pt")
+    assert again["done"] and again["step"] == budget
+    assert json.loads((out / "awares.json").read_text())["training"]["stage_bench"]["steps"] == budget
 
     # A curriculum's next phase starts from this model; its card lists both phases, oldest first.
     # (Its items drawn ahead by a worker process, as on a GPU.)

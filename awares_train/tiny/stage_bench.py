@@ -73,12 +73,16 @@ class BenchStageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     minutes: float = Field(60.0, gt=0, description="Training wall time (resumes count the time already spent).")
+    steps: int | None = Field(None, ge=1, description=(
+        "Training steps instead of a wall-clock box: the same training on a busy or a fast machine (the "
+        "learning-rate decay then runs on steps; ``minutes`` is ignored)."))
     data_seed: int = Field(1, description="Generator seed of the training and held-out items (0 = the benchmark).")
     lm_lr: float = 5e-4
     vision_lr: float = Field(1e-4, ge=0, description="0 freezes the vision tower.")
     warmup: int = 30
     decay_share: float = Field(0.3, ge=0, le=1, description=(
-        "Last share of the time box over which the learning rates decay (cosine) to 0.1x; 0: constant."))
+        "Last share of the time box (or of the steps) over which the learning rates decay (cosine) to 0.1x; "
+        "0: constant."))
     plan: list[tuple[str, int]] = Field(default_factory=lambda: [tuple(p) for p in PLAN])  # type: ignore[misc]
     eval_every_min: float = 10.0
     eval_n: int = Field(200, ge=4, description="Held-out items per evaluation (half need a crop).")
@@ -146,7 +150,7 @@ def time_decay(elapsed: float, total: float, share: float, floor: float = 0.1) -
     """Learning-rate factor of a time-boxed stage: 1, then a cosine down to ``floor`` over the last ``share``.
 
     The step count of a wall-clock box is unknown in advance, so the schedule runs on time (a resume with a
-    longer box moves the decay later).
+    longer box moves the decay later); a stage with a step budget passes steps for both.
 
     >>> [round(time_decay(t, 100.0, 0.3), 2) for t in (0, 70, 85, 100)]
     [1.0, 1.0, 0.55, 0.1]
@@ -285,7 +289,8 @@ def _steps(cfg: BenchStageConfig, step: int, workers: int = 0) -> Iterator[tuple
 def run_stage_bench(model: Any, tok: Any, work: Path, cfg: BenchStageConfig, *, out: Path | None,
                     export: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
                     workers: int = 0, chunk: int = 8) -> dict[str, Any]:
-    """Train for ``cfg.minutes`` (resuming from ``work/stage_bench.pt``), evaluating and exporting as it goes.
+    """Train for ``cfg.steps`` or else ``cfg.minutes`` (resuming from ``work/stage_bench.pt``), evaluating and
+    exporting as it goes.
 
     Args:
         model: The base model, on the device it trains on (its weights are replaced by the checkpoint's when
@@ -314,12 +319,15 @@ def run_stage_bench(model: Any, tok: Any, work: Path, cfg: BenchStageConfig, *, 
             p.requires_grad_(False)
     groups = [{"params": lm, "lr": cfg.lm_lr}] + ([{"params": vis, "lr": cfg.vision_lr}] if cfg.vision_lr else [])
     opt = make_optimizer(groups)
+    def progress() -> tuple[float, float]:  # (done, budget) in steps or in seconds
+        return (step, cfg.steps) if cfg.steps else (clock.elapsed, cfg.minutes * 60)
+
     if st is not None:
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         step, clock, history = st["step"], Clock(st["elapsed"]), st["history"]
         logger.info("bench stage resumed at step %d (%.1f min)", step, clock.elapsed / 60)
-        if st.get("record") is not None and clock.elapsed >= cfg.minutes * 60:
+        if st.get("record") is not None and progress()[0] >= progress()[1]:
             logger.info("bench stage already done (%d steps, %.1f min)", step, clock.elapsed / 60)
             return st["record"]
     else:
@@ -347,9 +355,9 @@ def run_stage_bench(model: Any, tok: Any, work: Path, cfg: BenchStageConfig, *, 
         logger.info("bench eval step 0: %s", json.dumps(ev))
         last_eval = clock.elapsed
     data = _steps(cfg, step, workers)
-    while clock.elapsed < cfg.minutes * 60:
+    while progress()[0] < progress()[1]:
         s, kind, exs = next(data)
-        scale = time_decay(clock.elapsed, cfg.minutes * 60, cfg.decay_share)
+        scale = time_decay(*progress(), cfg.decay_share)
         for g, base in zip(opt.param_groups, (cfg.lm_lr, cfg.vision_lr)):
             g["lr"] = lr_at(step, base, cfg.warmup) * scale
         if exs:
@@ -359,7 +367,7 @@ def run_stage_bench(model: Any, tok: Any, work: Path, cfg: BenchStageConfig, *, 
             logger.info("bench step %d t=%.1fmin %s", step, clock.elapsed / 60,
                         " ".join(f"{k}={sum(v) / len(v):.3f}" for k, v in sorted(losses.items())))
             losses = {}
-        done = clock.elapsed >= cfg.minutes * 60
+        done = progress()[0] >= progress()[1]
         if clock.elapsed - last_eval > cfg.eval_every_min * 60 or done:
             ev = evaluate()
             history.append({"step": step, "minutes": round(clock.elapsed / 60, 2), **ev})

@@ -1,8 +1,9 @@
 """Adapt the tiny base to the benchmark: ``python -m awares_train.tiny.train_bench_base --out DIR [--minutes M]``.
 
 Starts from a base model folder (a stage A+B base; default: the shipped ``tiny-base``, already adapted) and
-fine-tunes it on ``awares-bench`` items of the ``tiny`` profile as plain VQA (:mod:`awares_train.tiny.stage_bench`). Resumable: re-run with the same
-``--work`` to continue (a larger ``--minutes`` extends a finished run). The model folder written to ``--out`` is
+fine-tunes it on ``awares-bench`` items of the ``tiny`` profile as plain VQA (:mod:`awares_train.tiny.stage_bench`)
+for ``--steps`` steps (or ``--minutes`` of wall time). Resumable: re-run with the same ``--work`` to continue (a
+larger budget extends a finished run). The model folder written to ``--out`` is
 re-exported at every evaluation; its processor is capped at the profile's 448x448 pixels, and its card
 (``awares.json``) carries the base's training record plus this stage's, and the held-out figures. A curriculum is
 several runs, each from the last one's model (``--base``) with its own ``--plan`` (``make bench-base``); the card
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True, help="model folder to write")
     ap.add_argument("--work", type=Path, default=Path("runs/bench-base"), help="checkpoint and log")
     ap.add_argument("--minutes", type=float, default=60.0, help="training wall time (in all, over resumes)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="training steps instead of wall time: the same training however busy the machine")
     ap.add_argument("--eval-n", type=int, default=200, help="held-out items per evaluation")
     ap.add_argument("--eval-every-min", type=float, default=10.0)
     ap.add_argument("--final-n", type=int, default=400, help="test items of the final evaluation")
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
             plan = {"plan": [(k.strip(), int(n)) for k, n in (p.split(":") for p in args.plan.split(",") if p.strip())]}
         except ValueError as e:
             ap.error(f"--plan must look like crop:24,low:24 (kind:size pairs), got {args.plan!r}: {e}")
-    cfg = BenchStageConfig(minutes=args.minutes, data_seed=args.data_seed, lm_lr=args.lm_lr,
+    cfg = BenchStageConfig(minutes=args.minutes, steps=args.steps, data_seed=args.data_seed, lm_lr=args.lm_lr,
                            vision_lr=args.vision_lr, eval_every_min=args.eval_every_min, eval_n=args.eval_n,
                            final_n=args.final_n, old_eval_n=args.old_eval_n, decay_share=args.decay_share, **plan)
     cap = bench_profile().max_pixels
