@@ -319,6 +319,7 @@ def run_stage_bench(model: Any, tok: Any, work: Path, cfg: BenchStageConfig, *, 
             p.requires_grad_(False)
     groups = [{"params": lm, "lr": cfg.lm_lr}] + ([{"params": vis, "lr": cfg.vision_lr}] if cfg.vision_lr else [])
     opt = make_optimizer(groups)
+
     def progress() -> tuple[float, float]:  # (done, budget) in steps or in seconds
         return (step, cfg.steps) if cfg.steps else (clock.elapsed, cfg.minutes * 60)
 

@@ -1,4 +1,4 @@
-"""Adapt the tiny base to the benchmark: ``python -m awares_train.tiny.train_bench_base --out DIR [--minutes M]``.
+"""Adapt the tiny base to the benchmark: ``python -m awares_train.tiny.train_bench_base --out DIR [--steps N | --minutes M]``.
 
 Starts from a base model folder (a stage A+B base; default: the shipped ``tiny-base``, already adapted) and
 fine-tunes it on ``awares-bench`` items of the ``tiny`` profile as plain VQA (:mod:`awares_train.tiny.stage_bench`)
