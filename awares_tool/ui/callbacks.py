@@ -135,26 +135,20 @@ def _example(path: Path, q: Mapping[str, Any]) -> Example:
                    needs_crop=q.get("needs_crop"))
 
 
+#: What the page calls each failure, most specific class first (the first match wins).
+_ERROR_LABELS: tuple[tuple[type[BaseException], str], ...] = (
+    (ImageError, "Bad image"), (BackendTimeoutError, "Timed out"), (BackendSpecError, "Bad backend spec"),
+    (BackendUnavailableError, "Backend unavailable"), (MissingExtraError, "Missing dependency"),
+    (BackendError, "Backend error"), (CropSetError, "Bad crop set"), (AwaresError, "Error"),
+    (ValueError, "Bad setting"),  # bad option values typed into the page (low-res spec, ...)
+)
+
+
 def describe_error(err: BaseException) -> str:
     """One line for the page: what kind of failure, the library's own message (it names the fix)."""
-    if isinstance(err, ImageError):
-        return f"Bad image: {err}"
-    if isinstance(err, BackendTimeoutError):
-        return f"Timed out: {err}"
-    if isinstance(err, BackendSpecError):
-        return f"Bad backend spec: {err}"
-    if isinstance(err, BackendUnavailableError):
-        return f"Backend unavailable: {err}"
-    if isinstance(err, MissingExtraError):
-        return f"Missing dependency: {err}"
-    if isinstance(err, BackendError):
-        return f"Backend error: {err}"
-    if isinstance(err, CropSetError):
-        return f"Bad crop set: {err}"
-    if isinstance(err, AwaresError):
-        return f"Error: {err}"
-    if isinstance(err, ValueError):  # bad option values typed into the page (low-res spec, ...)
-        return f"Bad setting: {err}"
+    for cls, label in _ERROR_LABELS:
+        if isinstance(err, cls):
+            return f"{label}: {err}"
     return f"Unexpected error ({type(err).__name__}): {err}; the server log has the details"
 
 
