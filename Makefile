@@ -109,11 +109,11 @@ bench-base: $(VENV)/.test-deps
 reproduce-synthetic: $(VENV)/.test-deps
 	$(BIN)/awares-train reproduce --dataset synthetic --work runs/reproduce --docs docs/reproduce $(REPRODUCE_ARGS)
 
-# The base model from random weights (stage A + B, 31 + 80 minutes as the shipped tiny-base; then its adaptation
-# to the benchmark), then the AwaRes stages.
+# The base model from random weights (stage A + B: the steps the shipped stage A+B base made in its 31 + 80
+# minutes, rounded; then its adaptation to the benchmark), then the AwaRes stages.
 reproduce-from-scratch: $(VENV)/.test-deps
 	$(BIN)/python -m awares_train.tiny.train_base --out runs/scratch/tiny-base-synthetic --work runs/scratch/base \
-	  --a-minutes 31 --b-minutes 80
+	  --a-steps 1300 --b-steps 2700
 	$(MAKE) --no-print-directory bench-base BENCH_BASE_FROM=runs/scratch/tiny-base-synthetic \
 	  BENCH_BASE_DIR=runs/scratch/bench-base
 	$(BIN)/awares-train reproduce --base runs/scratch/bench-base/model --work runs/scratch/reproduce-bench \

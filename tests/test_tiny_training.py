@@ -27,9 +27,10 @@ def test_train_base_writes_a_model_and_resumes(tmp_path):
 
     work, base = tmp_path / "runs-base", tmp_path / "tiny-base"
     common = ["--work", str(work), "--eval-n", "2", "--threads", "1"]
-    train_base.main(["--out", str(base), "--a-minutes", "0.05", "--b-minutes", "0.1", *common])
+    train_base.main(["--out", str(base), "--a-steps", "3", "--b-minutes", "0.1", *common])
     card = json.loads((base / "awares.json").read_text())
     assert (base / "model.safetensors").exists() and card["training"]["stage"] == "base"
+    assert card["training"]["stage_a_steps"] == 3  # a step budget ends at exactly that step
     for key in ("code@crop", "code@low", "other@low", "where@low"):  # the base's eval sets, incl. grounding
         assert 0.0 <= card["metrics"]["heldout_test_font28"][key] <= 1.0
     b = load_ckpt(work / "stageB.pt")
@@ -39,7 +40,11 @@ def test_train_base_writes_a_model_and_resumes(tmp_path):
     longer = f"{b['elapsed'] / 60 + 0.05:.3f}"
     train_base.main(["--out", str(base), "--stages", "B", "--b-minutes", longer, *common])
     assert f"stage B resumed at step {b['step']} " in (work / "train_base.log").read_text()
-    assert load_ckpt(work / "stageB.pt")["step"] > b["step"]
+    b2 = load_ckpt(work / "stageB.pt")
+    assert b2["step"] > b["step"]
+    train_base.main(["--out", str(base), "--stages", "B", "--b-steps", str(b2["step"] + 3), *common])
+    assert load_ckpt(work / "stageB.pt")["step"] == b2["step"] + 3
+    assert json.loads((base / "awares.json").read_text())["training"]["stage_b_steps"] == b2["step"] + 3
 
 
 def test_train_bench_base_writes_a_capped_model_and_resumes(tmp_path):

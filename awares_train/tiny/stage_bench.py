@@ -49,7 +49,7 @@ from awares_train.bench.generator import BenchConfig, GenerationError, generate_
 from awares_train.tiny.batches import ConversationEncoder
 from awares_train.tiny.bench_views import (BenchViews, bench_profile, call_example, item_views, quarter_example,
                                            request_example, vqa_example, where_example)
-from awares_train.tiny.common import Clock, load_ckpt, lr_at, make_optimizer, save_ckpt
+from awares_train.tiny.common import Budget, Clock, load_ckpt, lr_at, make_optimizer, save_ckpt
 from awares_train.tiny.evaluate import turn_exact
 from awares_train.tiny.tasks import Example, vqa_batch
 
@@ -319,16 +319,13 @@ def run_stage_bench(model: Any, tok: Any, work: Path, cfg: BenchStageConfig, *, 
             p.requires_grad_(False)
     groups = [{"params": lm, "lr": cfg.lm_lr}] + ([{"params": vis, "lr": cfg.vision_lr}] if cfg.vision_lr else [])
     opt = make_optimizer(groups)
-
-    def progress() -> tuple[float, float]:  # (done, budget) in steps or in seconds
-        return (step, cfg.steps) if cfg.steps else (clock.elapsed, cfg.minutes * 60)
-
+    budget = Budget(cfg.minutes, cfg.steps)
     if st is not None:
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         step, clock, history = st["step"], Clock(st["elapsed"]), st["history"]
         logger.info("bench stage resumed at step %d (%.1f min)", step, clock.elapsed / 60)
-        if st.get("record") is not None and progress()[0] >= progress()[1]:
+        if st.get("record") is not None and budget.done(step, clock):
             logger.info("bench stage already done (%d steps, %.1f min)", step, clock.elapsed / 60)
             return st["record"]
     else:
@@ -356,9 +353,9 @@ def run_stage_bench(model: Any, tok: Any, work: Path, cfg: BenchStageConfig, *, 
         logger.info("bench eval step 0: %s", json.dumps(ev))
         last_eval = clock.elapsed
     data = _steps(cfg, step, workers)
-    while progress()[0] < progress()[1]:
+    while not budget.done(step, clock):
         s, kind, exs = next(data)
-        scale = time_decay(*progress(), cfg.decay_share)
+        scale = time_decay(budget.fraction(step, clock), 1.0, cfg.decay_share)
         for g, base in zip(opt.param_groups, (cfg.lm_lr, cfg.vision_lr)):
             g["lr"] = lr_at(step, base, cfg.warmup) * scale
         if exs:
@@ -368,7 +365,7 @@ def run_stage_bench(model: Any, tok: Any, work: Path, cfg: BenchStageConfig, *, 
             logger.info("bench step %d t=%.1fmin %s", step, clock.elapsed / 60,
                         " ".join(f"{k}={sum(v) / len(v):.3f}" for k, v in sorted(losses.items())))
             losses = {}
-        done = progress()[0] >= progress()[1]
+        done = budget.done(step, clock)
         if clock.elapsed - last_eval > cfg.eval_every_min * 60 or done:
             ev = evaluate()
             history.append({"step": step, "minutes": round(clock.elapsed / 60, 2), **ev})

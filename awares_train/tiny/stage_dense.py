@@ -11,7 +11,7 @@ import torch
 
 from awares_train.data.synthetic import SyntheticConfig
 from awares_train.tiny.batches import patchify
-from awares_train.tiny.common import Clock, load_ckpt, lr_at, make_optimizer, save_ckpt
+from awares_train.tiny.common import Budget, Clock, load_ckpt, lr_at, make_optimizer, save_ckpt
 from awares_train.tiny.dense import DenseHead, dense_crop_example, dense_loss, dense_low_example
 
 __all__ = ["dense_batch", "run_stage_a"]
@@ -28,10 +28,10 @@ def dense_batch(rng: random.Random, n_crop: int, n_low: int, font_lo: int,
     return torch.cat(rows), torch.tensor(grids), torch.cat([lab for _, lab in ex])
 
 
-def run_stage_a(model: Any, head: DenseHead, ckpt: Path, minutes: float, *, lr: float = 2e-3, bs: int = 32,
+def run_stage_a(model: Any, head: DenseHead, ckpt: Path, budget: Budget, *, lr: float = 2e-3, bs: int = 32,
                 low_share: float = 0.25, font_lo: int = 20, font_min: int = 14, gate: float = 0.85,
                 seed: int = 0, task_cfg: SyntheticConfig | None = None) -> None:
-    """Train ``model.model.visual`` + ``head`` on dense labels for ``minutes`` of wall time (resumable)."""
+    """Train ``model.model.visual`` + ``head`` on dense labels for the ``budget`` (steps or minutes; resumable)."""
     task_cfg = task_cfg or SyntheticConfig(font_size_range=(22, 32))
     visual = model.model.visual
     params = list(visual.parameters()) + list(head.parameters())
@@ -43,14 +43,14 @@ def run_stage_a(model: Any, head: DenseHead, ckpt: Path, minutes: float, *, lr: 
         head.load_state_dict(st["head"])
         opt.load_state_dict(st["opt"])
         step, font_lo, clock = st["step"], st["font_lo"], Clock(st["elapsed"])
-        if st.get("done") and clock.elapsed >= minutes * 60:
+        if st.get("done") and budget.done(step, clock):
             logger.info("stage A already done (%d steps)", step)
             return
         logger.info("stage A resumed at step %d (%.1f min)", step, clock.elapsed / 60)
     visual.train()
     n_low = int(round(bs * low_share))
     last_save = clock.elapsed
-    while clock.elapsed < minutes * 60:
+    while not budget.done(step, clock):
         rng = random.Random(f"stageA:{seed}:{step}")
         pv, thw, lab = dense_batch(rng, bs - n_low, n_low, font_lo, task_cfg)
         for g in opt.param_groups:

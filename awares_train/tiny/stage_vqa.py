@@ -18,7 +18,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from awares_train.data.synthetic import SyntheticConfig, generate_sample
 from awares_train.tiny.batches import ConversationEncoder
-from awares_train.tiny.common import Clock, StageRun, load_ckpt, lr_at, make_optimizer
+from awares_train.tiny.common import Budget, Clock, StageRun, load_ckpt, lr_at, make_optimizer
 from awares_train.tiny.dense import DenseHead, dense_loss
 from awares_train.tiny.evaluate import eval_examples, heldout_samples
 from awares_train.tiny.tasks import Example, base_example, build_batch, where_sample
@@ -133,9 +133,13 @@ def _base_batch(rng: random.Random, kind: str, n: int, cfg: SyntheticConfig) -> 
     return exs
 
 
-def run_stage_b(model: Any, head: DenseHead, tok: Any, work: Path, minutes: float, *, out: Path | None,
-                seed: int = 0, frozen_minutes: float = 3.0, eval_every_min: float = 6.0, eval_n: int = 100) -> None:
-    """Train stage B for ``minutes`` (resumable from ``work/stageB.pt``); export to ``out`` at each eval."""
+def run_stage_b(model: Any, head: DenseHead, tok: Any, work: Path, budget: Budget, *, out: Path | None,
+                seed: int = 0, frozen_share: float = 0.0375, eval_every_min: float = 6.0, eval_n: int = 100) -> None:
+    """Train stage B for the ``budget`` (resumable from ``work/stageB.pt``); export to ``out`` at each eval.
+
+    The vision tower stays frozen for the first ``frozen_share`` of the budget (3 of the recipe's 80 minutes), so
+    the language model first learns to use stage A's features before gradients reach them.
+    """
     from awares_train.tiny.export import export_model
 
     enc = ConversationEncoder(tok)
@@ -164,11 +168,11 @@ def run_stage_b(model: Any, head: DenseHead, tok: Any, work: Path, minutes: floa
     # Measured: with "where" questions only mixed into the low-view batches (2 in 5 of them), grounding
     # stayed at chance (0.23) after 370 steps while crop reading rose; a batch of its own makes it count.
     plan = [("crop", 32), ("low", 32), ("crop", 32), ("full", 8), ("where", 32)]
-    run = StageRun("B", ckpt, model=model, head=head, opt=opt, tok=tok, out=out, minutes=minutes,
+    run = StageRun("B", ckpt, model=model, head=head, opt=opt, tok=tok, out=out, budget=budget,
                    eval_every_min=eval_every_min, clock=clock, history=history, resumed=st is not None)
     unfreeze_step = None
-    while run.running:
-        frozen = clock.elapsed < frozen_minutes * 60
+    while run.running(step):
+        frozen = budget.fraction(step, clock) < frozen_share
         if not frozen and unfreeze_step is None:
             unfreeze_step = step
         kind, n = plan[step % len(plan)]
