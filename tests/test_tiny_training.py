@@ -123,3 +123,14 @@ def test_train_bench_base_on_a_missing_gpu_says_so(tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_bench_base.main(["--out", str(tmp_path / "m"), "--work", str(tmp_path / "w"), "--device", "cuda"])
     assert "torch sees no GPU here" in capsys.readouterr().err
+
+
+def test_budget_counts_steps_when_given_else_wall_time():
+    from awares_train.tiny.common import Budget, Clock
+
+    fresh, late = Clock(), Clock(elapsed=90.0)
+    steps = Budget(minutes=1.0, steps=10)  # steps win: the wall time does not matter
+    assert steps.fraction(5, late) == 0.5 and not steps.done(9, late) and steps.done(10, fresh)
+    box = Budget(minutes=1.0)  # a wall-clock box: the step count does not matter
+    assert box.done(0, late) and not box.done(10_000, fresh)
+    assert box.fraction(0, late) == pytest.approx(1.5, abs=0.01)
