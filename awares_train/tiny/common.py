@@ -93,7 +93,7 @@ class Budget:
 
 
 class StageRun:
-    """The bookkeeping of a time-boxed stage that trains the whole model (stages B and C).
+    """The bookkeeping of a stage that trains the whole model on a :class:`Budget` (stage B).
 
     After each step: evaluate every ``eval_every_min`` minutes and at the end (re-exporting the model
     folder, so an interrupted run still leaves a usable model), checkpoint every 2 minutes; at the end
