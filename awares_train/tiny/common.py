@@ -51,7 +51,7 @@ def save_ckpt(path: Path, **state: Any) -> None:
 
 def save_stage(path: Path, *, model: Any, head: Any, opt: Any, step: int, elapsed: float, history: list,
                done: bool = False) -> None:
-    """Checkpoint of a stage that trains the whole model plus the dense head (stages B and C)."""
+    """Checkpoint of a stage that trains the whole model plus the dense head (stage B)."""
     extra = {"done": True} if done else {}
     save_ckpt(path, model=model.state_dict(), head=head.state_dict(), opt=opt.state_dict(), step=step,
               elapsed=elapsed, history=history, **extra)
