@@ -100,8 +100,8 @@ def _ask_all(items: list[tuple[Path, dict[str, Any]]], be: Any, out: Path, suffi
     results = []
     shown = None
     for i, (image, q) in enumerate(items):
-        src = open_image(image)
-        if image != shown:
+        if image != shown:  # the one-code image's questions share it: opened and named once
+            src = open_image(image)
             kind = f"{q['benchmark']} item of awares-bench, " if q.get("benchmark") else ""
             echo(f"\nimage: {image.name} ({kind}{src.size[0]}x{src.size[1]})")
             shown = image

@@ -340,7 +340,7 @@ class LlamaCppBackend:
 
         grid, min_pixels = QWEN_GRIDS[self.token_family]
         w, h = image.size
-        cap = self.model_card.max_pixels if self.model_card else None
+        cap = self.max_pixels
         no_shrink = (w + grid) * (h + grid)
         h_bar, w_bar = smart_resize(h, w, grid, min_pixels=min_pixels,
                                     max_pixels=min(cap, no_shrink) if cap else no_shrink)

@@ -116,10 +116,9 @@ def gallery_examples(examples_dir: Path | None = EXAMPLES_DIR) -> list[Example]:
                    if p.suffix.lower() in _IMAGE_SUFFIXES)
     for path in paths:
         sidecar = path.with_suffix(".json")
-        digest = _digest(path)
         if sidecar.is_file():
             questions = json.loads(sidecar.read_text())
-        elif digest in by_digest:
+        elif (digest := _digest(path)) in by_digest:
             questions = by_digest[digest][1]
             seen.add(digest)
         else:
