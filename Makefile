@@ -79,14 +79,15 @@ default-model: $(VENV)/.test-deps
 	$(BIN)/python -m awares_train.tiny.train_default --bench-work runs/reproduce-bench --work runs/default
 
 # The reproduction's base from a stage A+B base (BENCH_BASE_FROM: make reproduce-from-scratch trains one), in
-# five phases, each from the last one's model (the card lists them):
+# six phases, each from the last one's model (the card lists them):
 # reading the benchmark's views (BENCH_BASE_READ_STEPS), then grounding from coarse to the crop set's regions
 # (the quarter holding the evidence; quarters and regions; regions), then the same regions named in the
-# get_crops call, in SFT's own context (call) and under a prefix (request), with reading and the old task mixed
-# in. A base trained on regions alone did not ground (docs/reproduce-bench/results.md); one that named regions
-# in words but not in the call gave SFT 13% region accuracy, with the call phase 24% (README). Budgets are steps
-# (the shipped base's phases, rounded: their wall-clock boxes gave a busy machine fewer steps); ~200 minutes on
-# 2 idle cores.
+# get_crops call, under a prefix (request), then in SFT's own context (call), with reading and the old task
+# mixed in. A base trained on regions alone did not ground (docs/reproduce-bench/results.md); one that named
+# regions in words but not in the call gave SFT 13% region accuracy, with the request and call phases 24%
+# (README); with the call phase alone (2,000 steps, request a tenth of the mix) 9.9%
+# (docs/reproduce-bench-five-phases/). Budgets are steps (the shipped base's phases, rounded: their wall-clock
+# boxes gave a busy machine fewer steps; its two GPU request phases made 2,531 + 742); ~245 minutes on 2 idle cores.
 BENCH_BASE_READ_STEPS ?= 3000
 BENCH_BASE_FROM ?=
 BENCH_BASE_DIR ?= runs/bench-base
@@ -102,8 +103,10 @@ bench-base: $(VENV)/.test-deps
 	  --steps 2100 --decay-share 0.25 --plan quarter:16,where:24,crop:16,low:24,old:8
 	$(ADAPT) --base $(BENCH_BASE_DIR)/regions --out $(BENCH_BASE_DIR)/where --work $(BENCH_BASE_DIR)/work-where \
 	  --steps 950 --decay-share 0.3 --plan where:32,crop:16,low:24,old:8
-	$(ADAPT) --base $(BENCH_BASE_DIR)/where --out $(BENCH_BASE_DIR)/model --work $(BENCH_BASE_DIR)/work-call \
-	  --steps 2000 --decay-share 0.3 --workers 1 --plan call:16,request:8,where:8,crop:16,low:24,old:8
+	$(ADAPT) --base $(BENCH_BASE_DIR)/where --out $(BENCH_BASE_DIR)/request --work $(BENCH_BASE_DIR)/work-request \
+	  --steps 3300 --decay-share 0.3 --workers 1 --plan request:24,where:8,crop:16,low:24,old:8
+	$(ADAPT) --base $(BENCH_BASE_DIR)/request --out $(BENCH_BASE_DIR)/model --work $(BENCH_BASE_DIR)/work-call \
+	  --steps 1300 --decay-share 0.3 --workers 1 --plan call:16,request:8,where:8,crop:16,low:24,old:8
 
 # The first reproduction, on the synthetic one-code task (docs/reproduce/results.md).
 reproduce-synthetic: $(VENV)/.test-deps
