@@ -87,7 +87,7 @@ default-model: $(VENV)/.test-deps
 # regions in words but not in the call gave SFT 13% region accuracy, with the request and call phases 24%
 # (README); with the call phase alone (2,000 steps, request a tenth of the mix) 9.9%
 # (docs/reproduce-bench-five-phases/). Budgets are steps (the shipped base's phases, rounded: their wall-clock
-# boxes gave a busy machine fewer steps; its two GPU request phases made 2,531 + 742); ~245 minutes on 2 idle cores.
+# boxes gave a busy machine fewer steps; its two GPU request phases made 2,531 + 742); 237 minutes on 2 cores.
 BENCH_BASE_READ_STEPS ?= 3000
 BENCH_BASE_FROM ?=
 BENCH_BASE_DIR ?= runs/bench-base
