@@ -16,7 +16,6 @@ Logs go to stderr only: on stdio, stdout carries the protocol.
 
 import argparse
 import logging
-import os
 from pathlib import Path
 import sys
 from typing import Annotated, Any, Literal
