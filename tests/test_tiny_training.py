@@ -47,7 +47,7 @@ def test_train_base_writes_a_model_and_resumes(tmp_path):
     assert json.loads((base / "awares.json").read_text())["training"]["stage_b_steps"] == b2["step"] + 3
 
 
-def test_train_bench_base_writes_a_capped_model_and_resumes(tmp_path):
+def test_train_bench_base_writes_a_capped_model_and_resumes(tmp_path, capsys):
     """The base adaptation to awares-bench: a few small steps, the model folder, the checkpoint, a resume."""
     from awares_train.tiny import train_bench_base
     from awares_train.tiny.common import load_ckpt
@@ -83,6 +83,16 @@ def test_train_bench_base_writes_a_capped_model_and_resumes(tmp_path):
     again = load_ckpt(work / "stage_bench.pt")
     assert again["done"] and again["step"] == budget
     assert json.loads((out / "awares.json").read_text())["training"]["stage_bench"]["steps"] == budget
+
+    # The same work folder with another plan, or fewer steps than its checkpoint made, is another run: refused,
+    # and the checkpoint is left as it was (make bench-base rerun after a recipe change must not reuse a phase).
+    for other, says in ((["--plan", "where:2", "--steps", str(budget)], "started with other settings (plan: "),
+                        (["--steps", str(budget - 1)], f"is at step {budget}, past the {budget - 1} steps asked")):
+        with pytest.raises(SystemExit) as stop:
+            train_bench_base.main([*common, *other])
+        assert stop.value.code == 2 and says in capsys.readouterr().err
+        assert load_ckpt(work / "stage_bench.pt")["step"] == budget
+    assert "plan" in json.loads((work / "run.json").read_text())
 
     # A curriculum's next phase starts from this model; its card lists both phases, oldest first.
     # (Its items drawn ahead by a worker process, as on a GPU.)

@@ -59,6 +59,12 @@ def reproduce(
             raise typer.BadParameter("--report-only needs --dataset bench")
         results = write_bench_report(cfg, read_timings(cfg.work / "timings.json"))
     else:
-        results = run_reproduction(cfg)
+        from awares_train.work_folder import WorkFolderMismatchError
+
+        try:
+            results = run_reproduction(cfg)
+        except WorkFolderMismatchError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from e
     typer.echo((Path(cfg.docs) / "results.md").read_text())  # type: ignore[arg-type]
     typer.echo(f"total {results['total_minutes']} min; written to {cfg.docs}")

@@ -1,5 +1,8 @@
 """Run the reproduction stage by stage; every stage is skipped when its output already exists (resumable).
 
+A rerun must ask for the same run: the work folder records the base and settings (:func:`work_identity`) and
+refuses others (:class:`awares_train.work_folder.WorkFolderMismatchError`).
+
 Two data sets (:mod:`awares_train.reproduce.run` picks one): ``bench`` (default: the ``awares-bench`` needle benchmark, ``tiny`` profile; stages in
 :mod:`awares_train.reproduce.bench`) and ``synthetic`` (the first reproduction's one-code task). The synthetic
 stages and where they write (under ``work``):
@@ -28,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ReproduceConfig", "run_synthetic_reproduction", "GRPO_RUNS", "default_base", "run_stage", "cli_stage", "grpo_runs",
+__all__ = ["ReproduceConfig", "work_identity", "run_synthetic_reproduction", "GRPO_RUNS", "default_base", "run_stage", "cli_stage", "grpo_runs",
            "read_timings", "seed_dir", "write_synthetic_data", "build_synthetic_trajectories", "evaluate_synthetic",
            "CONFIGS"]
 
@@ -108,6 +111,23 @@ class ReproduceConfig(BaseModel):
         if self.dataset == "synthetic" and self.seeds != [self.seed]:
             raise ValueError("several --seeds need --dataset bench (the synthetic pipeline runs one seed)")
         return self
+
+
+def work_identity(cfg: ReproduceConfig) -> dict[str, Any]:
+    """What a reproduction's results depend on: its work folder's record (:mod:`awares_train.work_folder`).
+
+    The base's and the configs' contents, the data sizes and the data seed; more ``seeds``, the ablations, the
+    threads and the docs folder only add to or re-run the same stages, so they stay out.
+    """
+    from awares_train.work_folder import file_fingerprint, model_fingerprint
+
+    identity = {"dataset": cfg.dataset, "base": model_fingerprint(cfg.base), "n_train": cfg.n_train,
+                "n_test": cfg.n_test, "sft_config": file_fingerprint(cfg.sft_config),
+                "grpo_config": file_fingerprint(cfg.grpo_config), "sft_overrides": cfg.sft_overrides,
+                "grpo_overrides": cfg.grpo_overrides}
+    if cfg.dataset == "bench":
+        return {**identity, "bench_seed": cfg.bench_seed}
+    return {**identity, "train_fonts": cfg.train_fonts, "test_font": cfg.test_font, "seed": cfg.seed}
 
 
 def read_timings(path: Path) -> dict[str, float]:

@@ -52,6 +52,7 @@ from awares_train.tiny.bench_views import (BenchViews, bench_profile, call_examp
 from awares_train.tiny.common import Budget, Clock, load_ckpt, lr_at, make_optimizer, save_ckpt
 from awares_train.tiny.evaluate import turn_exact
 from awares_train.tiny.tasks import Example, vqa_batch
+from awares_train.work_folder import WorkFolderMismatchError
 
 __all__ = ["BenchStageConfig", "lm_step", "tf_exact", "eval_set", "bench_eval", "digit_curve",
            "run_stage_bench", "time_decay", "PLAN"]
@@ -89,6 +90,11 @@ class BenchStageConfig(BaseModel):
     old_eval_n: int = Field(50, ge=0, description="Synthetic samples per old-task evaluation set (0: none).")
     final_n: int = Field(400, ge=0, description="Test items of the final evaluation (0: none).")
     save_every_min: float = 2.0
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that decide what the phase trains (its work folder's record; budgets only extend it)."""
+        return self.model_dump(mode="json", include={"data_seed", "lm_lr", "vision_lr", "warmup", "decay_share",
+                                                     "plan"})
 
     @field_validator("plan")
     @classmethod
@@ -321,6 +327,10 @@ def run_stage_bench(model: Any, tok: Any, work: Path, cfg: BenchStageConfig, *, 
     opt = make_optimizer(groups)
     budget = Budget(cfg.minutes, cfg.steps)
     if st is not None:
+        if cfg.steps is not None and st["step"] > cfg.steps:
+            raise WorkFolderMismatchError(
+                f"{ckpt} is at step {st['step']}, past the {cfg.steps} steps asked: it is another run's checkpoint "
+                f"(a run of {cfg.steps} steps stops there). Pass another --work, or delete {work} to start over.")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         step, clock, history = st["step"], Clock(st["elapsed"]), st["history"]

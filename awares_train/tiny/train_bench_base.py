@@ -3,7 +3,8 @@
 Starts from a base model folder (a stage A+B base; default: the shipped ``tiny-base``, already adapted) and
 fine-tunes it on ``awares-bench`` items of the ``tiny`` profile as plain VQA (:mod:`awares_train.tiny.stage_bench`)
 for ``--steps`` steps (or ``--minutes`` of wall time). Resumable: re-run with the same ``--work`` to continue (a
-larger budget extends a finished run). The model folder written to ``--out`` is
+larger budget extends a finished run; another base, plan or learning rate in the same ``--work`` is refused,
+:mod:`awares_train.work_folder`). The model folder written to ``--out`` is
 re-exported at every evaluation; its processor is capped at the profile's 448x448 pixels, and its card
 (``awares.json``) carries the base's training record plus this stage's, and the held-out figures. A curriculum is
 several runs, each from the last one's model (``--base``) with its own ``--plan`` (``make bench-base``); the card
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     from awares_train.tiny.common import setup_logging
     from awares_train.tiny.export import export_model
     from awares_train.tiny.stage_bench import BenchStageConfig, run_stage_bench
+    from awares_train.work_folder import WorkFolderMismatchError, claim_work_folder, model_fingerprint
 
     setup_logging(args.work / "train_bench_base.log")
     torch.set_num_threads(args.threads)
@@ -128,7 +130,11 @@ def main(argv: list[str] | None = None) -> None:
                                "bench_phases": phases})
 
     chunk = args.chunk or (8 if args.device == "cpu" else 1024)
-    run_stage_bench(model, tok, args.work, cfg, out=args.out, export=export, workers=args.workers, chunk=chunk)
+    try:
+        claim_work_folder(args.work, {"base": model_fingerprint(base), **cfg.identity()}, what="bench-base phase")
+        run_stage_bench(model, tok, args.work, cfg, out=args.out, export=export, workers=args.workers, chunk=chunk)
+    except WorkFolderMismatchError as e:
+        ap.exit(2, f"error: {e}\n")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,9 @@ from pathlib import Path
 
 from awares_train.reproduce.bench import evaluate_on_bench
 from awares_train.reproduce.pipeline import (CONFIGS, ReproduceConfig, build_synthetic_trajectories, cli_stage,
-                                             evaluate_synthetic, run_stage, write_synthetic_data)
+                                             evaluate_synthetic, run_stage, work_identity, write_synthetic_data)
 from awares_train.tiny.ship import bench_eval_dir
+from awares_train.work_folder import claim_work_folder, file_fingerprint
 
 __all__ = ["default_config", "train_default"]
 
@@ -43,7 +44,8 @@ def train_default(bench_work: Path, cfg: ReproduceConfig) -> Path:
     if not (bench_work / "trajectories" / "stats.json").exists():
         raise FileNotFoundError(f"no finished benchmark trajectories in {bench_work}: run `awares-train reproduce` "
                                 "(or `make reproduce`) first")
-    cfg.work.mkdir(parents=True, exist_ok=True)
+    claim_work_folder(cfg.work, {**work_identity(cfg), "bench_trajectories": file_fingerprint(
+        bench_work / "trajectories" / "data.jsonl")}, what="default-model recipe")
     (cfg.work / "reproduce.json").write_text(cfg.model_dump_json(indent=2))
     timings = cfg.work / "timings.json"
     run_stage("data", cfg.work / "data" / "test" / "records.jsonl", timings, lambda: write_synthetic_data(cfg))
